@@ -1,0 +1,235 @@
+"""The phone agent: answers inbound calls and places outbound ones on LiveKit.
+
+    uv run python agent.py dev          # run the worker against your LiveKit project
+    uv run python agent.py console      # talk to it locally, no phone needed
+
+The whole call flow is on this screen; the call plumbing lives in `telephony/`, what the
+LLM may do in `tools/`, and the words in `prompts/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli, room_io
+from livekit.agents import vad as vad_base
+from livekit.plugins import silero
+
+from telephony import models
+from telephony.call_context import CallContext, call_context_from_participant
+from telephony.call_control import CallControl
+from telephony.call_state import CallState
+from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
+from telephony.lifecycle import hang_up_when_session_closes
+from telephony.prompts import PromptError, Prompts
+from telephony.room import dialed_participant_identity, is_console_mode, wait_for_caller
+from telephony.settings import (
+    Settings,
+    agent_name_from_env,
+    load_env_files,
+    parse_settings,
+    read_settings,
+)
+from tools import call_tools
+
+load_env_files()
+logger = logging.getLogger("agent")
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    prompts: Prompts
+
+
+def load_config() -> Config:
+    """Settings and prompts, validated; raises SettingsError or PromptError listing all problems."""
+    settings = read_settings()
+    return Config(settings, Prompts.load(settings.prompts_dir))
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per worker process, before any call: nothing slow is left for the caller to wait on."""
+    proc.userdata["vad"] = silero.VAD.load()
+    proc.userdata["config"] = load_config()
+
+
+server = AgentServer(setup_fnc=prewarm)
+
+
+class TelephonyAgent(Agent):
+    def __init__(self, state: CallState) -> None:
+        self._state = state
+        super().__init__(
+            instructions=self.compose_instructions(),
+            tools=call_tools(
+                outbound=state.dial_request is not None,
+                can_transfer=bool(state.transfer_targets()),
+            ),
+        )
+
+    def compose_instructions(self) -> str:
+        """The instructions filled from what is known of the call right now."""
+        instructions = self._state.render("instructions")
+        if self._state.dial_request is not None:
+            instructions += "\n\n" + self._state.render("outbound_instructions")
+        return instructions
+
+
+def build_session(state: CallState, vad: vad_base.VAD | None) -> AgentSession[CallState]:
+    model_settings = state.settings.models
+    return AgentSession[CallState](
+        stt=models.build_stt(model_settings),
+        llm=models.build_llm(model_settings),
+        tts=models.build_tts(model_settings),
+        vad=vad,
+        userdata=state,
+    )
+
+
+async def join_room(
+    session: AgentSession[CallState],
+    agent: TelephonyAgent,
+    ctx: JobContext,
+    room_options: room_io.RoomOptions,
+) -> None:
+    """Start the session in the call's room: the only line that needs a real room
+    (tests replace it to run the same flow against local stand-ins)."""
+    await session.start(agent, room=ctx.room, room_options=room_options)
+
+
+async def greet(session: AgentSession[CallState], state: CallState) -> None:
+    """Speak first on calls we answered: a fixed greeting needs no LLM round trip."""
+    if state.settings.greeting_mode == "say":
+        session.say(state.render("inbound_greeting"))
+    else:
+        session.generate_reply(instructions=state.render("greeting_instructions"))
+
+
+@server.rtc_session(agent_name=agent_name_from_env())
+async def entrypoint(ctx: JobContext) -> None:
+    config: Config = ctx.proc.userdata.get("config") or load_config()
+    vad: vad_base.VAD | None = ctx.proc.userdata.get("vad")
+    room_name = ctx.job.room.name
+    control = CallControl(None if is_console_mode() else ctx.api, room_name)
+
+    try:
+        dial = parse_dial_request(ctx.job.metadata)
+        if dial and not config.settings.outbound_trunk_id:
+            raise InvalidMetadata("SIP_OUTBOUND_TRUNK_ID is not set, so no call can be placed")
+    except InvalidMetadata as e:
+        logger.error("rejected job in room %s: %s; no call placed", room_name, e)
+        await control.hang_up()
+        ctx.shutdown(reason=f"rejected: {e}")
+        return
+
+    if dial is not None:
+        await place_call(ctx, config, control, vad, dial)
+    else:
+        await answer_call(ctx, config, control, vad)
+
+
+async def answer_call(
+    ctx: JobContext, config: Config, control: CallControl, vad: vad_base.VAD | None
+) -> None:
+    """An inbound caller (or a web client): find them, then greet them first."""
+    if is_console_mode():
+        context = CallContext(room_name="console", direction="web", participant_identity="console")
+        room_options = room_io.RoomOptions()
+    else:
+        participant = await wait_for_caller(ctx, config.settings.caller_join_timeout_seconds)
+        if participant is None:
+            logger.warning("nobody joined room %s in time; ending the job", ctx.job.room.name)
+            await control.hang_up()
+            ctx.shutdown(reason="no caller")
+            return
+        context = call_context_from_participant(participant, room_name=ctx.job.room.name)
+        room_options = room_io.RoomOptions(participant_identity=participant.identity)
+
+    ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
+    logger.info("call connected", extra=ctx.log_context_fields)
+    state = CallState(config.settings, config.prompts, control, context)
+    session = build_session(state, vad)
+    hang_up_when_session_closes(session, control, ctx)
+    await join_room(session, TelephonyAgent(state), ctx, room_options)
+    await greet(session, state)
+
+
+async def place_call(
+    ctx: JobContext,
+    config: Config,
+    control: CallControl,
+    vad: vad_base.VAD | None,
+    dial: DialRequest,
+) -> None:
+    """Dial the number from the job metadata; once answered, let the callee speak first."""
+    identity = dialed_participant_identity(dial.phone_number)
+    context = CallContext(
+        room_name=ctx.job.room.name,
+        direction="outbound",
+        participant_identity=identity,
+        remote_number=dial.phone_number,
+    )
+    state = CallState(config.settings, config.prompts, control, context, dial_request=dial)
+    session = build_session(state, vad)
+    hang_up_when_session_closes(session, control, ctx)
+    agent = TelephonyAgent(state)
+    # Started before dialing, so the callee's first words ("Hello?") are not lost.
+    await join_room(session, agent, ctx, room_io.RoomOptions(participant_identity=identity))
+    result = await control.dial(
+        trunk_id=config.settings.outbound_trunk_id,
+        phone_number=dial.phone_number,
+        participant_identity=identity,
+        ring_timeout_seconds=config.settings.ring_timeout_seconds,
+    )
+    mask = config.settings.mask_phone_numbers
+    if not result.answered:
+        logger.warning(
+            "outbound call not answered: %s (SIP %s %s)",
+            result.outcome.value,
+            result.sip_status_code or "-",
+            result.sip_status or result.error,
+            extra=context.log_fields(mask_numbers=mask),
+        )
+        ctx.shutdown(reason=f"dial failed: {result.outcome.value}")
+        await session.aclose()
+        await control.hang_up()
+        return
+
+    # The SIP participant now carries the call id, our number and the trunk.
+    if participant := ctx.room.remote_participants.get(identity):
+        state.update_context(
+            call_context_from_participant(participant, room_name=ctx.job.room.name)
+        )
+        await agent.update_instructions(agent.compose_instructions())
+    ctx.log_context_fields = state.context.log_fields(mask_numbers=mask)
+    # No greeting: the callee speaks first, and the agent answers their turn.
+    logger.info("outbound call answered", extra=ctx.log_context_fields)
+
+
+def _settings_problems(argv: list[str]) -> list[str]:
+    """Everything that stops this command from running, all at once; empty for commands
+    that need no settings (`--help`, `download-files`)."""
+    command = next((a for a in argv[1:] if not a.startswith("-")), "")
+    if command not in ("dev", "start", "connect", "console"):
+        return []
+    settings, problems = parse_settings()
+    # `--url`, `--api-key`, `--api-secret` on the command line stand in for the variables.
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    problems += settings.missing_for(command, cli_flags=given)
+    try:
+        Prompts.load(settings.prompts_dir)
+    except PromptError as e:
+        problems += e.problems
+    return problems
+
+
+if __name__ == "__main__":
+    if problems := _settings_problems(sys.argv):
+        print("The agent cannot start; fix these settings (in .env.local or the environment):")
+        for problem in problems:
+            print(f"  - {problem}")
+        sys.exit(1)
+    cli.run_app(server)

@@ -1,0 +1,96 @@
+"""The words of the call, as plain files in prompts/, loaded by name and filled from the call.
+
+Templates use `{placeholder}` fields (write `{{` for a literal brace). Every file is read
+and checked when the worker starts, so a typo in a placeholder is a start-up error,
+not a failure in the middle of somebody's call.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The prompts the product uses, each `<name>.txt` in the prompts folder.
+PROMPT_NAMES = (
+    "instructions",  # the agent's system instructions, for every call
+    "inbound_greeting",  # spoken as-is when an inbound caller is connected
+    "greeting_instructions",  # GREETING_MODE=generate: how the LLM should greet instead
+    "outbound_instructions",  # added to the instructions on calls we placed
+    "voicemail",  # the message left on an answering machine
+    "transfer_announcement",  # spoken just before a transfer
+)
+
+# What a template may ask for. Values come from settings and the call context.
+PLACEHOLDERS = frozenset(
+    {
+        "company_name",
+        "direction",
+        "caller_number",
+        "our_number",
+        "call_id",
+        "custom_attributes",
+        "transfer_destinations",
+    }
+)
+
+
+class PromptError(Exception):
+    """A prompt file is missing, unreadable, or uses an unknown placeholder."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _fields(template: str) -> set[str]:
+    """The placeholder names in a template; raises ValueError on a stray brace."""
+    names: set[str] = set()
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name is not None:
+            names.add(field_name)
+    return names
+
+
+@dataclass(frozen=True)
+class Prompts:
+    templates: Mapping[str, str]
+
+    @classmethod
+    def load(cls, folder: Path) -> Prompts:
+        problems: list[str] = []
+        templates: dict[str, str] = {}
+        for name in PROMPT_NAMES:
+            path = folder / f"{name}.txt"
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                problems.append(f"{path}: missing; needed: {', '.join(PROMPT_NAMES)}")
+                continue
+            except (OSError, UnicodeDecodeError) as e:
+                problems.append(f"{path}: cannot be read ({e})")
+                continue
+            try:
+                unknown = _fields(text) - PLACEHOLDERS
+            except ValueError as e:
+                problems.append(f"{path}: {e}; write {{{{ and }}}} for literal braces")
+                continue
+            if unknown:
+                named = ", ".join("{" + u + "}" for u in sorted(unknown))
+                problems.append(
+                    f"{path}: unknown placeholder(s) {named}; "
+                    f"known: {', '.join(sorted(PLACEHOLDERS))}"
+                )
+                continue
+            templates[name] = text
+        if problems:
+            raise PromptError(problems)
+        return cls(templates)
+
+    def render(self, name: str, values: Mapping[str, str]) -> str:
+        missing = PLACEHOLDERS - values.keys()
+        if missing:
+            # A programming error, not a user one: every placeholder always has a value.
+            raise KeyError(f"no value for placeholder(s): {', '.join(sorted(missing))}")
+        return self.templates[name].format_map(values)

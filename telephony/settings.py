@@ -1,0 +1,261 @@
+"""Every setting the product reads, parsed and validated in one place.
+
+Values come from the process environment; python-dotenv fills in from `.env.local`,
+then `.env` (a value already set wins, so the real environment beats both files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dotenv import load_dotenv
+
+from .phone_numbers import InvalidDestination, transfer_uri
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AGENT_NAME = "my-telephony-agent"
+
+GreetingMode = Literal["say", "generate"]
+TtsProvider = Literal["openai", "deepgram"]
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; `problems` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_env_files(root: Path = PROJECT_ROOT) -> None:
+    """Load `.env.local` then `.env`; neither overrides a variable already set."""
+    for name in (".env.local", ".env"):
+        path = root / name
+        if path.is_file():
+            load_dotenv(path, override=False)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    stt_model: str = "nova-3"
+    stt_language: str = "en-US"
+    llm_model: str = "gpt-4.1-mini"
+    tts_provider: TtsProvider = "openai"
+    tts_model: str = "gpt-4o-mini-tts"
+    tts_voice: str = "ash"
+    openai_api_key: str = field(default="", repr=False)
+    # An OpenAI-compatible endpoint instead of api.openai.com (Azure, a proxy, a local server).
+    openai_base_url: str = ""
+    deepgram_api_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    livekit_url: str = ""
+    livekit_api_key: str = ""
+    livekit_api_secret: str = field(default="", repr=False)
+    agent_name: str = DEFAULT_AGENT_NAME
+    caller_join_timeout_seconds: float = 60.0
+    outbound_trunk_id: str = ""
+    ring_timeout_seconds: float = 30.0
+    transfer_destinations: Mapping[str, str] = field(default_factory=dict)
+    greeting_mode: GreetingMode = "say"
+    company_name: str = "our company"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    mask_phone_numbers: bool = True
+    models: ModelSettings = field(default_factory=ModelSettings)
+
+    def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
+        """What a worker command needs that is not set: one line each, with the fix.
+
+        `cli_flags` are the `--options` given on the command line, which the worker's CLI
+        accepts in place of the LiveKit variables.
+        """
+        problems: list[str] = []
+        if command in ("dev", "start", "connect"):
+            for var, value, flag in (
+                ("LIVEKIT_URL", self.livekit_url, "--url"),
+                ("LIVEKIT_API_KEY", self.livekit_api_key, "--api-key"),
+                ("LIVEKIT_API_SECRET", self.livekit_api_secret, "--api-secret"),
+            ):
+                if not value and flag not in cli_flags:
+                    problems.append(f"{var} is not set: copy it from your LiveKit project settings")
+        if command in ("dev", "start", "connect", "console"):
+            if not self.models.openai_api_key:
+                problems.append("OPENAI_API_KEY is not set: the LLM (and OpenAI TTS) need it")
+            if not self.models.deepgram_api_key:
+                problems.append("DEEPGRAM_API_KEY is not set: speech-to-text needs it")
+        return problems
+
+
+def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return env.get(name, "").strip() or default
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    raw = _text(env, name).lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    problems.append(f"{name}={raw!r} is not a yes/no value: use true or false")
+    return default
+
+
+def _seconds(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    problems: list[str],
+    *,
+    low: float,
+    high: float,
+) -> float:
+    raw = _text(env, name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name}={raw!r} is not a number of seconds")
+        return default
+    if not low <= value <= high:
+        problems.append(f"{name}={raw!r} must be between {low:g} and {high:g} seconds")
+        return default
+    return value
+
+
+def _choice(
+    env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], problems: list[str]
+) -> str:
+    raw = _text(env, name, default).lower()
+    if raw not in allowed:
+        problems.append(f"{name}={raw!r} is not one of: {', '.join(allowed)}")
+        return default
+    return raw
+
+
+_DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def parse_transfer_destinations(raw: str) -> dict[str, str]:
+    """Parse 'sales=tel:+15550001111,support=sip:support@pbx.example.com'."""
+    destinations: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, target = item.partition("=")
+        name = name.strip().lower()
+        if not sep or not _DESTINATION_NAME.match(name):
+            raise InvalidDestination(
+                f"TRANSFER_DESTINATIONS entry {item!r} must look like name=tel:+15550001111"
+            )
+        if name in destinations:
+            raise InvalidDestination(f"TRANSFER_DESTINATIONS names {name!r} twice")
+        destinations[name] = transfer_uri(target, field=f"TRANSFER_DESTINATIONS {name!r}")
+    return destinations
+
+
+def _url(env: Mapping[str, str], problems: list[str]) -> str:
+    url = _text(env, "LIVEKIT_URL")
+    if url and not url.startswith(("ws://", "wss://", "http://", "https://")):
+        problems.append(
+            f"LIVEKIT_URL={url!r} must start with wss:// (or ws://, https://, http://), "
+            "e.g. wss://my-project.livekit.cloud"
+        )
+    return url
+
+
+def _trunk_id(env: Mapping[str, str], problems: list[str]) -> str:
+    trunk = _text(env, "SIP_OUTBOUND_TRUNK_ID")
+    if trunk and not trunk.startswith("ST_"):
+        problems.append(
+            f"SIP_OUTBOUND_TRUNK_ID={trunk!r} is not an outbound trunk id: "
+            "they start with ST_ (see `lk sip outbound list`)"
+        )
+    return trunk
+
+
+def agent_name_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The worker's agent name; needed before settings are validated (`--help` works without)."""
+    env = os.environ if env is None else env
+    return _text(env, "LIVEKIT_AGENT_NAME", DEFAULT_AGENT_NAME)
+
+
+def read_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse every setting; raise SettingsError listing every malformed value at once."""
+    settings, problems = parse_settings(env)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """Parse every setting; a malformed value falls back to its default and is listed."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    try:
+        destinations = parse_transfer_destinations(_text(env, "TRANSFER_DESTINATIONS"))
+    except InvalidDestination as e:
+        problems.append(str(e))
+        destinations = {}
+
+    models = ModelSettings(
+        stt_model=_text(env, "STT_MODEL", ModelSettings.stt_model),
+        stt_language=_text(env, "STT_LANGUAGE", ModelSettings.stt_language),
+        llm_model=_text(env, "LLM_MODEL", ModelSettings.llm_model),
+        tts_provider=_choice(env, "TTS_PROVIDER", "openai", ("openai", "deepgram"), problems),  # type: ignore[arg-type]
+        tts_model=_text(env, "TTS_MODEL"),
+        tts_voice=_text(env, "TTS_VOICE"),
+        openai_api_key=_text(env, "OPENAI_API_KEY"),
+        openai_base_url=_text(env, "OPENAI_BASE_URL"),
+        deepgram_api_key=_text(env, "DEEPGRAM_API_KEY"),
+    )
+    models = _with_tts_defaults(models)
+
+    prompts_dir = Path(_text(env, "PROMPTS_DIR", str(PROJECT_ROOT / "prompts")))
+    if not prompts_dir.is_dir():
+        problems.append(f"PROMPTS_DIR={str(prompts_dir)!r} is not a folder")
+
+    settings = Settings(
+        livekit_url=_url(env, problems),
+        livekit_api_key=_text(env, "LIVEKIT_API_KEY"),
+        livekit_api_secret=_text(env, "LIVEKIT_API_SECRET"),
+        agent_name=agent_name_from_env(env),
+        caller_join_timeout_seconds=_seconds(
+            env, "CALLER_JOIN_TIMEOUT_SECONDS", 60.0, problems, low=1, high=3600
+        ),
+        outbound_trunk_id=_trunk_id(env, problems),
+        ring_timeout_seconds=_seconds(
+            env, "OUTBOUND_RING_TIMEOUT_SECONDS", 30.0, problems, low=5, high=120
+        ),
+        transfer_destinations=destinations,
+        greeting_mode=_choice(env, "GREETING_MODE", "say", ("say", "generate"), problems),  # type: ignore[arg-type]
+        company_name=_text(env, "COMPANY_NAME", "our company"),
+        prompts_dir=prompts_dir,
+        mask_phone_numbers=_flag(env, "MASK_PHONE_NUMBERS", True, problems),
+        models=models,
+    )
+    return settings, problems
+
+
+def _with_tts_defaults(models: ModelSettings) -> ModelSettings:
+    """Fill the TTS model and voice from the provider when they were left empty."""
+    if models.tts_provider == "deepgram":
+        # Deepgram names the voice inside the model id; it has no separate voice.
+        defaults = ("aura-2-andromeda-en", "")
+    else:
+        defaults = ("gpt-4o-mini-tts", "ash")
+    return ModelSettings(
+        **{
+            **models.__dict__,
+            "tts_model": models.tts_model or defaults[0],
+            "tts_voice": models.tts_voice or defaults[1],
+        }
+    )

@@ -1,0 +1,95 @@
+"""Run this project's real agent on one call, with every remote service a local stand-in.
+
+The session is built by `agent.build_session` with the real openai plugin (pointed at the
+OpenAI stand-in) and the call control talks to the LiveKit server stand-in through the
+real `livekit.api` client. What the caller hears is captured by a real-time audio sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from livekit import api
+from livekit.agents import AgentSession
+from livekit.agents.testing import fake_job_context
+
+import agent
+from telephony.call_context import CallContext
+from telephony.call_control import CallControl
+from telephony.call_state import CallState
+from telephony.dial_request import DialRequest
+from telephony.lifecycle import hang_up_when_session_closes
+from telephony.prompts import Prompts
+from telephony.settings import read_settings
+from tests.audio_sink import RealTimeAudioSink
+from tests.standins.livekit_server import LiveKitServerStandin
+from tests.standins.openai_server import OpenAIStandin
+
+ROOM = "call-test-room"
+CALLER = "sip_+15105550123"
+
+
+def inbound_context(**overrides: str) -> CallContext:
+    fields = {
+        "room_name": ROOM,
+        "direction": "inbound",
+        "participant_identity": CALLER,
+        "remote_number": "+15105550123",
+        "local_number": "+15105550100",
+        "call_id": "SCL_test",
+        "trunk_id": "ST_in",
+        "rule_id": "SDR_rule",
+    } | overrides
+    return CallContext(**fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class RunningCall:
+    session: AgentSession[CallState]
+    state: CallState
+    sink: RealTimeAudioSink
+    livekit: LiveKitServerStandin
+    llm: OpenAIStandin
+
+
+@asynccontextmanager
+async def running_call(
+    livekit: LiveKitServerStandin,
+    llm: OpenAIStandin,
+    *,
+    context: CallContext | None = None,
+    dial_request: DialRequest | None = None,
+    env: Mapping[str, str] | None = None,
+    audio_speed: float = 4.0,
+) -> AsyncIterator[RunningCall]:
+    settings = read_settings(
+        {
+            "OPENAI_API_KEY": "test",
+            "OPENAI_BASE_URL": llm.base_url,
+            "DEEPGRAM_API_KEY": "test",
+            "TTS_MODEL": "tts-1",
+            **(env or {}),
+        }
+    )
+    context = context or inbound_context()
+    lkapi = api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+    control = CallControl(lkapi, context.room_name)
+    state = CallState(settings, Prompts.load(settings.prompts_dir), control, context, dial_request)
+    try:
+        with fake_job_context(job_metadata=""):
+            session = agent.build_session(state, vad=None)
+            sink = RealTimeAudioSink(speed=audio_speed)
+            session.output.audio = sink
+            hang_up_when_session_closes(session, control)
+            await session.start(agent.TelephonyAgent(state))
+            try:
+                yield RunningCall(session, state, sink, livekit, llm)
+            finally:
+                await session.aclose()
+                await sink.aclose()
+                if control._hang_up_task:
+                    await control._hang_up_task
+    finally:
+        await lkapi.aclose()

@@ -1,0 +1,111 @@
+"""Settings: every value parsed, every problem reported at once with what to fix."""
+
+import pytest
+
+from telephony.settings import (
+    DEFAULT_AGENT_NAME,
+    SettingsError,
+    parse_transfer_destinations,
+    read_settings,
+)
+from telephony.phone_numbers import InvalidDestination
+
+COMPLETE = {
+    "LIVEKIT_URL": "wss://example.livekit.cloud",
+    "LIVEKIT_API_KEY": "APIkey",
+    "LIVEKIT_API_SECRET": "secret",
+    "OPENAI_API_KEY": "sk-test",
+    "DEEPGRAM_API_KEY": "dg-test",
+}
+
+
+def test_defaults_when_nothing_is_set():
+    settings = read_settings({})
+    assert settings.agent_name == DEFAULT_AGENT_NAME == "my-telephony-agent"
+    assert settings.ring_timeout_seconds == 30.0
+    assert settings.greeting_mode == "say"
+    assert settings.mask_phone_numbers is True
+    assert settings.transfer_destinations == {}
+    assert settings.models.tts_model == "gpt-4o-mini-tts"
+
+
+def test_complete_settings_need_nothing_for_the_worker():
+    settings = read_settings(COMPLETE)
+    assert settings.missing_for("dev") == []
+    assert settings.missing_for("start") == []
+
+
+def test_missing_settings_are_listed_one_line_each():
+    problems = read_settings({}).missing_for("dev")
+    names = [p.split(" ", 1)[0] for p in problems]
+    assert names == [
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "OPENAI_API_KEY",
+        "DEEPGRAM_API_KEY",
+    ]
+
+
+def test_console_needs_provider_keys_but_no_livekit_server():
+    problems = read_settings({"OPENAI_API_KEY": "x"}).missing_for("console")
+    assert len(problems) == 1 and problems[0].startswith("DEEPGRAM_API_KEY")
+
+
+def test_command_line_flags_stand_in_for_livekit_variables():
+    settings = read_settings({"OPENAI_API_KEY": "x", "DEEPGRAM_API_KEY": "y"})
+    assert settings.missing_for("start", cli_flags={"--url", "--api-key", "--api-secret"}) == []
+
+
+def test_every_malformed_value_is_reported_together():
+    env = COMPLETE | {
+        "LIVEKIT_URL": "example.livekit.cloud",
+        "OUTBOUND_RING_TIMEOUT_SECONDS": "soon",
+        "SIP_OUTBOUND_TRUNK_ID": "trunk-1",
+        "GREETING_MODE": "shout",
+        "MASK_PHONE_NUMBERS": "maybe",
+        "TRANSFER_DESTINATIONS": "sales=555",
+    }
+    with pytest.raises(SettingsError) as caught:
+        read_settings(env)
+    text = "\n".join(caught.value.problems)
+    assert len(caught.value.problems) == 6
+    for name in env.keys() - COMPLETE.keys() | {"LIVEKIT_URL"}:
+        assert name in text
+
+
+def test_ring_timeout_bounds():
+    assert read_settings({"OUTBOUND_RING_TIMEOUT_SECONDS": "45"}).ring_timeout_seconds == 45
+    with pytest.raises(SettingsError, match="between 5 and 120"):
+        read_settings({"OUTBOUND_RING_TIMEOUT_SECONDS": "600"})
+
+
+def test_transfer_destinations_become_refer_uris():
+    parsed = parse_transfer_destinations(
+        "sales=tel:+15550001111, Support=sip:support@pbx.example.com,billing=+15550002222"
+    )
+    assert parsed == {
+        "sales": "tel:+15550001111",
+        "support": "sip:support@pbx.example.com",
+        "billing": "tel:+15550002222",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["sales", "sales=5550001111", "=tel:+15550001111", "a=tel:+15550001111,a=tel:+15550002222"],
+)
+def test_bad_transfer_destinations_are_rejected(raw):
+    with pytest.raises(InvalidDestination, match="TRANSFER_DESTINATIONS"):
+        parse_transfer_destinations(raw)
+
+
+def test_deepgram_tts_gets_its_own_default_model():
+    settings = read_settings({"TTS_PROVIDER": "deepgram"})
+    assert settings.models.tts_model.startswith("aura-")
+
+
+def test_secrets_do_not_appear_in_repr():
+    settings = read_settings(COMPLETE)
+    assert "secret" not in repr(settings).replace("api_secret", "")
+    assert "sk-test" not in repr(settings)

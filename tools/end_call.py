@@ -1,0 +1,31 @@
+"""End the call: the framework's EndCallTool says goodbye and closes the session.
+
+It is used with `delete_room=False`: the framework's deletion waits for the session to
+finish closing (seconds of silence for the caller) and is skipped in fake jobs. Ours goes
+through `CallControl.hang_up`, the one hang-up path for every ending, as soon as the
+goodbye has played.
+"""
+
+from livekit.agents import llm
+from livekit.agents.beta import EndCallTool
+
+from telephony.call_state import CallEnding, CallState
+
+
+async def _hang_up_after_goodbye(event: llm.Toolset.ToolCalledEvent) -> None:
+    state: CallState = event.ctx.userdata
+    state.ending = CallEnding.AGENT_ENDED
+    # The goodbye is the reply on this same speech handle: once it has played, hang up,
+    # without waiting for the session to finish closing.
+    event.ctx.speech_handle.add_done_callback(lambda _: state.control.hang_up())
+
+
+def end_call_tool() -> EndCallTool:
+    return EndCallTool(
+        extra_description="Before calling, make sure the caller has nothing else they need.",
+        delete_room=False,
+        end_instructions="Say a short, friendly goodbye to the caller. Do not ask anything.",
+        # Hidden while greeting, so the model cannot hang up before the caller speaks.
+        ignore_on_enter=True,
+        on_tool_called=_hang_up_after_goodbye,
+    )
