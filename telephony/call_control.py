@@ -83,6 +83,11 @@ class CallControl:
     def connected_to_server(self) -> bool:
         return self._api is not None
 
+    @property
+    def hang_up_task(self) -> asyncio.Task[bool] | None:
+        """The hang-up under way or done, if one was started."""
+        return self._hang_up_task
+
     async def dial(
         self,
         *,
@@ -167,6 +172,10 @@ class CallControl:
             return False
         except (TimeoutError, aiohttp.ClientError) as e:
             logger.error("could not reach the LiveKit server to hang up: %s", type(e).__name__)
+            return False
+        except Exception:
+            # Never let a hang-up failure go unnoticed in a fire-and-forget task.
+            logger.exception("could not hang up room %s", self.room_name)
             return False
         logger.info("room %s deleted: every participant hung up", self.room_name)
         return True

@@ -17,6 +17,7 @@ def build_stt(models: ModelSettings) -> stt.STT:
         model=models.stt_model,
         language=models.stt_language,
         api_key=models.deepgram_api_key,
+        base_url=f"{models.deepgram_base_url}/listen",
     )
 
 
@@ -28,7 +29,11 @@ def build_llm(models: ModelSettings) -> llm.LLM:
 
 def build_tts(models: ModelSettings) -> tts.TTS:
     if models.tts_provider == "deepgram":
-        return deepgram.TTS(model=models.tts_model, api_key=models.deepgram_api_key)
+        return deepgram.TTS(
+            model=models.tts_model,
+            api_key=models.deepgram_api_key,
+            base_url=f"{models.deepgram_base_url}/speak",
+        )
     return openai.TTS(
         model=models.tts_model,
         voice=models.tts_voice,

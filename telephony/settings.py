@@ -20,6 +20,32 @@ from .phone_numbers import InvalidDestination, transfer_uri
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AGENT_NAME = "my-telephony-agent"
 
+# Every environment variable the product reads (.env.example documents each one).
+SETTING_NAMES = (
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "OPENAI_API_KEY",
+    "DEEPGRAM_API_KEY",
+    "SIP_OUTBOUND_TRUNK_ID",
+    "LIVEKIT_AGENT_NAME",
+    "COMPANY_NAME",
+    "GREETING_MODE",
+    "TRANSFER_DESTINATIONS",
+    "OUTBOUND_RING_TIMEOUT_SECONDS",
+    "CALLER_JOIN_TIMEOUT_SECONDS",
+    "MASK_PHONE_NUMBERS",
+    "PROMPTS_DIR",
+    "LLM_MODEL",
+    "STT_MODEL",
+    "STT_LANGUAGE",
+    "TTS_PROVIDER",
+    "TTS_MODEL",
+    "TTS_VOICE",
+    "OPENAI_BASE_URL",
+    "DEEPGRAM_BASE_URL",
+)
+
 GreetingMode = Literal["say", "generate"]
 TtsProvider = Literal["openai", "deepgram"]
 
@@ -52,6 +78,8 @@ class ModelSettings:
     # An OpenAI-compatible endpoint instead of api.openai.com (Azure, a proxy, a local server).
     openai_base_url: str = ""
     deepgram_api_key: str = field(default="", repr=False)
+    # Deepgram's API root; the STT streams to {root}/listen and the TTS posts to {root}/speak.
+    deepgram_base_url: str = "https://api.deepgram.com/v1"
 
 
 @dataclass(frozen=True)
@@ -216,6 +244,9 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         openai_api_key=_text(env, "OPENAI_API_KEY"),
         openai_base_url=_text(env, "OPENAI_BASE_URL"),
         deepgram_api_key=_text(env, "DEEPGRAM_API_KEY"),
+        deepgram_base_url=_text(env, "DEEPGRAM_BASE_URL", ModelSettings.deepgram_base_url).rstrip(
+            "/"
+        ),
     )
     models = _with_tts_defaults(models)
 

@@ -42,10 +42,17 @@ class RealTimeAudioSink(io.AudioOutput):
         self._current: PlayedSegment | None = None
         self._interrupt = asyncio.Event()
         self._segment_open = False  # frames captured since the last flush or clear
+        self._segment_done = asyncio.Event()
 
     @property
     def seconds_played(self) -> float:
         return sum(s.duration for s in self.segments)
+
+    async def wait_for_segments(self, count: int) -> None:
+        """Until `count` segments have finished playing."""
+        while sum(s.finished_at is not None for s in self.segments) < count:
+            self._segment_done.clear()
+            await self._segment_done.wait()
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
@@ -93,6 +100,7 @@ class RealTimeAudioSink(io.AudioOutput):
             return
         segment.finished_at = time.monotonic()
         segment.interrupted = interrupted
+        self._segment_done.set()
         self.on_playback_finished(playback_position=segment.duration, interrupted=interrupted)
 
     async def aclose(self) -> None:

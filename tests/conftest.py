@@ -1,13 +1,21 @@
-"""Shared fixtures: the local stand-ins for LiveKit's server API and for OpenAI."""
+"""Shared fixtures: local stand-ins for LiveKit's server API, OpenAI and Deepgram."""
 
 import pytest
 
+from telephony.settings import SETTING_NAMES
+from tests.standins.deepgram_fixtures import deepgram_server  # noqa: F401
+from tests.standins.deepgram_server import DeepgramStandin
 from tests.standins.fixtures import livekit_server  # noqa: F401
 from tests.standins.openai_fixtures import openai_server  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_provider_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the settings they set: a developer's .env.local must not leak in."""
-    for name in ("OPENAI_BASE_URL", "TRANSFER_DESTINATIONS", "SIP_OUTBOUND_TRUNK_ID"):
+def _isolated_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    deepgram_server: DeepgramStandin,  # noqa: F811
+) -> None:
+    """Tests see only the settings they set: a developer's shell or .env.local must not
+    leak in, and no test may reach a real provider (Deepgram goes to its stand-in)."""
+    for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram_server.base_url)

@@ -7,6 +7,7 @@ real `livekit.api` client. What the caller hears is captured by a real-time audi
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ async def running_call(
 ) -> AsyncIterator[RunningCall]:
     settings = read_settings(
         {
+            # DEEPGRAM_BASE_URL: the stand-in conftest points every test at
+            **os.environ,
             "OPENAI_API_KEY": "test",
             "OPENAI_BASE_URL": llm.base_url,
             "DEEPGRAM_API_KEY": "test",
@@ -89,7 +92,7 @@ async def running_call(
             finally:
                 await session.aclose()
                 await sink.aclose()
-                if control._hang_up_task:
-                    await control._hang_up_task
+                if control.hang_up_task:
+                    await control.hang_up_task
     finally:
         await lkapi.aclose()

@@ -26,7 +26,11 @@ def make_participant(
     identity: str, kind: int = SIP, attributes: dict[str, str] | None = None
 ) -> rtc.RemoteParticipant:
     info = participant_pb2.ParticipantInfo(
-        sid=f"PA_{identity}", identity=identity, name=identity, kind=kind
+        sid=f"PA_{identity}",
+        identity=identity,
+        name=identity,
+        kind=kind,
+        state=participant_pb2.PARTICIPANT_STATE_ACTIVE,
     )
     info.attributes.update(attributes or {})
     return rtc.RemoteParticipant(participant_pb2.OwnedParticipant(info=info))

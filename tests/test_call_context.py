@@ -22,7 +22,9 @@ def test_inbound_sip_caller_attributes():
 
 def test_sip_participant_without_rule_is_a_call_we_placed():
     attrs = {k: v for k, v in INBOUND_SIP_ATTRIBUTES.items() if k != "sip.ruleID"}
-    context = call_context_from_participant(make_participant("callee", attributes=attrs), room_name="r")
+    context = call_context_from_participant(
+        make_participant("callee", attributes=attrs), room_name="r"
+    )
     assert context.direction == "outbound"
 
 

@@ -23,7 +23,6 @@ from tests.standins.openai_server import (
     tool_calls,
 )
 
-pytest_plugins = ("tests.standins.openai_fixtures",)
 # explicit marks so the tests also run before the project sets asyncio_mode = "auto"
 pytestmark = pytest.mark.asyncio
 

@@ -28,13 +28,15 @@ def test_shipped_prompts_load_and_render():
 
 def test_unknown_placeholder_is_a_startup_error(prompts_copy: Path):
     (prompts_copy / "voicemail.txt").write_text("Hi {first_name}, call {company_name}.")
-    with pytest.raises(PromptError, match=r"voicemail.txt: unknown placeholder\(s\) \{first_name\}"):
+    with pytest.raises(
+        PromptError, match=r"voicemail.txt: unknown placeholder\(s\) \{first_name\}"
+    ):
         Prompts.load(prompts_copy)
 
 
 def test_stray_brace_is_a_startup_error(prompts_copy: Path):
     (prompts_copy / "inbound_greeting.txt").write_text("Hello {company_name")
-    with pytest.raises(PromptError, match="inbound_greeting.txt"):
+    with pytest.raises(PromptError, match=r"inbound_greeting\.txt"):
         Prompts.load(prompts_copy)
 
 

@@ -2,13 +2,13 @@
 
 import pytest
 
+from telephony.phone_numbers import InvalidDestination
 from telephony.settings import (
     DEFAULT_AGENT_NAME,
     SettingsError,
     parse_transfer_destinations,
     read_settings,
 )
-from telephony.phone_numbers import InvalidDestination
 
 COMPLETE = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",

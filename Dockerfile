@@ -1,0 +1,67 @@
+# syntax=docker/dockerfile:1
+# The phone agent as a container: `python agent.py start` against your LiveKit project.
+#
+#   docker build -t telephony-agent .
+#   docker run --rm --env-file .env.local telephony-agent
+#
+# Settings come from the environment at run time (--env-file); no .env file is baked in.
+# uv comes from PyPI (pip install uv); nothing else is downloaded but the locked packages.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ------------------------------------------------------------------ builder
+FROM ${PYTHON_IMAGE} AS builder
+
+# HF_HOME: model files that plugins fetch (download-files) land inside /app, so the
+# runtime stage gets them with the rest of the app.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    UV_CACHE_DIR=/root/.cache/uv \
+    HF_HOME=/app/.cache/huggingface
+
+RUN pip install uv
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-install-project
+
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev
+
+# Fetch model files at build time, so a call never waits on a download.
+RUN uv run --locked --no-dev python agent.py download-files
+
+# ------------------------------------------------------------------ runtime
+FROM ${PYTHON_IMAGE} AS runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/app/.venv \
+    PATH=/app/.venv/bin:$PATH \
+    HF_HOME=/app/.cache/huggingface
+
+RUN groupadd --system --gid 10001 agent \
+    && useradd --system --uid 10001 --gid agent --create-home --home-dir /home/agent agent
+
+WORKDIR /app
+# Owned by root, read-only for the agent user.
+COPY --from=builder /app /app
+
+USER agent
+
+# `start` serves a health check on port 8081: GET / answers 200 "OK" while the worker is healthy.
+EXPOSE 8081
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/', timeout=4)"]
+
+# On SIGTERM the worker stops taking new calls and lets the running ones finish
+# (give the container a long stop timeout, e.g. `docker stop -t 600`).
+CMD ["python", "agent.py", "start"]

@@ -1,0 +1,128 @@
+"""Run `agent.entrypoint` itself on a job, with the room and the remote services stood in.
+
+The room is a real `rtc.Room` that reports itself connected and into which tests put
+participants the way the SDK does (`participant_active`). `agent.join_room`, the one line
+that needs a real LiveKit connection, is replaced by a text-and-audio-sink session start;
+everything else in the entrypoint runs as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from livekit import rtc
+from livekit.agents import AgentSession, room_io
+from livekit.agents.testing import fake_job_context
+from livekit.agents.utils import http_context
+from livekit.rtc._proto import participant_pb2
+
+import agent
+from telephony.call_state import CallState
+from tests.audio_sink import RealTimeAudioSink
+from tests.standins.livekit_server import LiveKitServerStandin
+from tests.standins.openai_server import OpenAIStandin
+
+
+class StandInRoom(rtc.Room):
+    """A room that is 'connected' without a server; participants are added by the test."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._info.name = name
+        # The agent's own participant, as the SDK builds it on connect (no FFI handle).
+        agent_info = participant_pb2.ParticipantInfo(
+            sid="PA_agent",
+            identity="agent-stand-in",
+            kind=rtc.ParticipantKind.PARTICIPANT_KIND_AGENT,
+        )
+        # No FFI event queue: nothing here publishes tracks or data.
+        self._local_participant = rtc.LocalParticipant(
+            None,  # type: ignore[arg-type]
+            participant_pb2.OwnedParticipant(info=agent_info),
+        )
+
+    def isconnected(self) -> bool:
+        return True
+
+    def add_participant(self, participant: rtc.RemoteParticipant) -> None:
+        self._remote_participants[participant.identity] = participant
+        self.emit("participant_connected", participant)
+        self.emit("participant_active", participant)
+
+
+@dataclass
+class JobRun:
+    room: StandInRoom
+    sink: RealTimeAudioSink
+    shutdown_reasons: list[str] = field(default_factory=list)
+    sessions: list[AgentSession[CallState]] = field(default_factory=list)
+    joined_at: float | None = None  # time.monotonic() when the session joined the room
+    room_options: room_io.RoomOptions | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def session(self) -> AgentSession[CallState]:
+        (session,) = self.sessions
+        return session
+
+    @property
+    def state(self) -> CallState:
+        return self.session.userdata
+
+    async def wait_until_done(self, timeout: float = 10.0) -> None:
+        assert self.task is not None
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+
+@asynccontextmanager
+async def job(
+    monkeypatch: pytest.MonkeyPatch,
+    livekit: LiveKitServerStandin,
+    llm: OpenAIStandin,
+    *,
+    metadata: str = "",
+    room_name: str = "call-_+15105550123_abc",
+    env: dict[str, str] | None = None,
+    audio_speed: float = 4.0,
+) -> AsyncIterator[JobRun]:
+    """Start the entrypoint as the worker would for one job; the test drives the call."""
+    for name, value in {
+        "OPENAI_API_KEY": "test",
+        "OPENAI_BASE_URL": llm.base_url,
+        "DEEPGRAM_API_KEY": "test",
+        "TTS_MODEL": "tts-1",
+        **(env or {}),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    room = StandInRoom(room_name)
+    run = JobRun(room=room, sink=RealTimeAudioSink(speed=audio_speed))
+
+    async def join_without_server(session, telephony_agent, ctx, room_options) -> None:
+        run.joined_at = time.monotonic()
+        run.room_options = room_options
+        run.sessions.append(session)
+        session.output.audio = run.sink
+        await session.start(telephony_agent)
+
+    monkeypatch.setattr(agent, "join_room", join_without_server)
+    async with http_context.open():
+        with fake_job_context(room=room, job_metadata=metadata) as ctx:
+            ctx._on_shutdown = run.shutdown_reasons.append
+            run.task = asyncio.create_task(agent.entrypoint(ctx))
+            try:
+                yield run
+            finally:
+                if not run.task.done():
+                    run.task.cancel()
+                for session in run.sessions:
+                    await session.aclose()
+                    if hang_up := session.userdata.control.hang_up_task:
+                        await hang_up
+                await run.sink.aclose()
+                await ctx.api.aclose()

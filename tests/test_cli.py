@@ -1,0 +1,77 @@
+"""`python agent.py ...` as a user runs it: help and download-files need no settings; the
+worker commands refuse to start, listing every missing or bad setting, one line each."""
+
+import os
+import subprocess
+import sys
+
+from telephony.settings import PROJECT_ROOT, SETTING_NAMES
+
+
+def run_agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # Every setting present but empty: a developer's shell and .env.local (which never
+    # override a variable already set) cannot leak in; only what the test passes counts.
+    clean = os.environ | dict.fromkeys(SETTING_NAMES, "") | (env or {})
+    return subprocess.run(
+        [sys.executable, "agent.py", *args],
+        cwd=PROJECT_ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_needs_no_settings():
+    result = run_agent("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("dev", "start", "console", "download-files"):
+        assert command in result.stdout
+
+
+def test_dev_without_settings_lists_what_is_missing_and_fails():
+    result = run_agent("dev")
+    assert result.returncode == 1
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("- ")]
+    assert [line.split()[1] for line in lines] == [
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "OPENAI_API_KEY",
+        "DEEPGRAM_API_KEY",
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bad_values_and_missing_ones_are_reported_together():
+    result = run_agent(
+        "start",
+        env={
+            "LIVEKIT_URL": "my-project.livekit.cloud",
+            "OUTBOUND_RING_TIMEOUT_SECONDS": "forever",
+            "OPENAI_API_KEY": "sk-x",
+            "DEEPGRAM_API_KEY": "dg-x",
+        },
+    )
+    assert result.returncode == 1
+    assert "LIVEKIT_URL='my-project.livekit.cloud' must start with wss://" in result.stdout
+    assert "OUTBOUND_RING_TIMEOUT_SECONDS='forever'" in result.stdout
+    assert "LIVEKIT_API_KEY is not set" in result.stdout
+    assert "sk-x" not in result.stdout  # secrets are never echoed
+
+
+def test_broken_prompt_stops_the_worker_before_any_call(tmp_path):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for source in (PROJECT_ROOT / "prompts").iterdir():
+        (prompts / source.name).write_text(source.read_text())
+    (prompts / "inbound_greeting.txt").write_text("Hi {caller_name}!")
+    result = run_agent("console", env={"PROMPTS_DIR": str(prompts)})
+    assert result.returncode == 1
+    assert "unknown placeholder(s) {caller_name}" in result.stdout
+
+
+def test_download_files_needs_no_settings():
+    result = run_agent("download-files")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,209 @@
+"""The entrypoint's call flows: inbound greets first, outbound dials and lets the callee speak,
+bad jobs are refused without placing a call, and no flow leaves a room (or a caller) behind."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+import agent
+from tests.flow import job
+from tests.participants import AGENT, INBOUND_SIP_ATTRIBUTES, STANDARD, make_participant
+from tests.standins.livekit_server import RecordedRequest, sip_call_error
+from tests.standins.openai_server import reply
+
+TIMEOUT = 15
+OUTBOUND_ENV = {"SIP_OUTBOUND_TRUNK_ID": "ST_outbound"}
+DIAL = json.dumps({"phone_number": "+15105550123", "transfer_to": "+15105550199"})
+CALLEE_ATTRIBUTES = {
+    "sip.phoneNumber": "+15105550123",
+    "sip.trunkPhoneNumber": "+15105550100",
+    "sip.callID": "SCL_out1",
+    "sip.trunkID": "ST_outbound",
+    "sip.callStatus": "active",
+}
+
+
+async def wait_for_speech(run, segments: int = 1) -> None:
+    await asyncio.wait_for(run.sink.wait_for_segments(segments), TIMEOUT)
+
+
+# ---------------------------------------------------------------- inbound
+
+
+async def test_inbound_caller_is_greeted_without_speaking_first(
+    monkeypatch, livekit_server, openai_server
+):
+    async with job(monkeypatch, livekit_server, openai_server, env={"COMPANY_NAME": "Acme"}) as run:
+        run.room.add_participant(
+            make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+        )
+        await run.wait_until_done()
+        await wait_for_speech(run)
+
+        greeting = "Thank you for calling Acme. How can I help you today?"
+        assert " ".join(r.input for r in openai_server.speech_requests) == greeting
+        # A fixed greeting: the caller heard it with no LLM round trip before it.
+        assert openai_server.chat_requests == []
+        assert run.room_options.participant_identity == "sip_+15105550123"
+        context = run.state.context
+        assert (context.direction, context.remote_number, context.call_id) == (
+            "inbound",
+            "+15105550123",
+            "SCL_abc123",
+        )
+        assert "+15105550123" in run.session.current_agent.instructions
+
+        # The conversation goes on after the greeting.
+        openai_server.script(reply("Sure, I can help with that."))
+        await asyncio.wait_for(run.session.run(user_input="I need an appointment"), TIMEOUT)
+        assert openai_server.chat_requests[-1].last_user_text == "I need an appointment"
+        assert livekit_server.calls("DeleteRoom") == []
+
+
+async def test_generated_greeting_by_setting(monkeypatch, livekit_server, openai_server):
+    openai_server.script(reply("Hello! How can I help?"))
+    env = {"GREETING_MODE": "generate"}
+    async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+        run.room.add_participant(make_participant("sip_1", attributes=INBOUND_SIP_ATTRIBUTES))
+        await run.wait_until_done()
+        await wait_for_speech(run)
+        assert len(openai_server.chat_requests) == 1
+        assert "Greet the caller" in str(openai_server.chat_requests[0].messages)
+        assert openai_server.speech_requests[0].input == "Hello! How can I help?"
+
+
+async def test_web_participant_gets_the_same_agent(monkeypatch, livekit_server, openai_server):
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        run.room.add_participant(make_participant("alice", kind=STANDARD))
+        await run.wait_until_done()
+        await wait_for_speech(run)
+        assert run.state.context.direction == "web"
+        assert run.room_options.participant_identity == "alice"
+
+
+async def test_other_agents_are_not_callers_and_an_empty_room_ends_the_job(
+    monkeypatch, livekit_server, openai_server
+):
+    env = {"CALLER_JOIN_TIMEOUT_SECONDS": "1"}
+    async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+        run.room.add_participant(make_participant("another-agent", kind=AGENT))
+        await run.wait_until_done()
+        assert run.sessions == []
+        (delete,) = livekit_server.calls("DeleteRoom")
+        assert delete.request.room == run.room.name
+        assert run.shutdown_reasons == ["no caller"]
+
+
+async def test_console_mode_does_not_wait_for_a_participant(
+    monkeypatch, livekit_server, openai_server
+):
+    monkeypatch.setattr(agent, "is_console_mode", lambda: True)
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await run.wait_until_done(timeout=5)
+        await wait_for_speech(run)
+        assert run.state.context.direction == "web"
+        assert not run.state.control.connected_to_server
+    assert livekit_server.requests == []
+
+
+# ---------------------------------------------------------------- outbound
+
+
+async def test_outbound_dials_after_joining_and_lets_the_callee_speak_first(
+    monkeypatch, livekit_server, openai_server
+):
+    run_ref = {}
+
+    def answer(request: RecordedRequest) -> None:
+        # The callee picks up: LiveKit puts their SIP participant in the room.
+        run_ref["run"].room.add_participant(
+            make_participant(request.request.participant_identity, attributes=CALLEE_ATTRIBUTES)
+        )
+
+    livekit_server.script("CreateSIPParticipant", answer)
+    async with job(
+        monkeypatch, livekit_server, openai_server, metadata=DIAL, env=OUTBOUND_ENV
+    ) as run:
+        run_ref["run"] = run
+        await run.wait_until_done()
+
+        (dial,) = livekit_server.calls("CreateSIPParticipant")
+        request = dial.request
+        assert request.sip_trunk_id == "ST_outbound"
+        assert request.sip_call_to == "+15105550123"
+        assert request.room_name == run.room.name
+        assert request.participant_identity == "sip-15105550123"
+        assert request.wait_until_answered is True
+        assert request.ringing_timeout.seconds == 30
+        # The session was listening before the phone rang, so "Hello?" is not lost.
+        assert run.joined_at is not None and run.joined_at <= dial.received_at
+        assert run.room_options.participant_identity == "sip-15105550123"
+
+        # Answered: the agent stays quiet until the callee speaks.
+        await asyncio.sleep(1.0)
+        assert openai_server.speech_requests == [] and openai_server.chat_requests == []
+        assert run.sink.segments == []
+
+        assert run.state.context.call_id == "SCL_out1"
+        assert "+15105550100" in run.session.current_agent.instructions
+        openai_server.script(reply("Hi, this is Acme calling about your appointment."))
+        await asyncio.wait_for(run.session.run(user_input="Hello?"), TIMEOUT)
+        await wait_for_speech(run)
+        assert openai_server.speech_requests[0].input.startswith("Hi, this is Acme")
+        assert "detected_answering_machine" in openai_server.chat_requests[0].tools
+        assert livekit_server.calls("DeleteRoom") == []
+
+
+@pytest.mark.parametrize(
+    ("sip_status", "outcome"),
+    [
+        (486, "busy"),
+        (480, "no-answer"),
+        (408, "no-answer"),
+        (603, "declined"),
+        (404, "invalid-number"),
+        (500, "failed"),
+    ],
+)
+async def test_unanswered_call_is_logged_and_the_room_deleted(
+    monkeypatch, livekit_server, openai_server, caplog, sip_status, outcome
+):
+    livekit_server.script("CreateSIPParticipant", sip_call_error(sip_status))
+    caplog.set_level(logging.WARNING, logger="agent")
+    async with job(
+        monkeypatch, livekit_server, openai_server, metadata=DIAL, env=OUTBOUND_ENV
+    ) as run:
+        await run.wait_until_done()
+        (delete,) = await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
+        assert delete.request.room == run.room.name
+        assert run.shutdown_reasons[0] == f"dial failed: {outcome}"
+        assert f"outbound call not answered: {outcome} (SIP {sip_status}" in caplog.text
+        assert openai_server.speech_requests == []
+
+
+@pytest.mark.parametrize(
+    ("metadata", "env", "names"),
+    [
+        ('{"phone_number": "+15105550123"', OUTBOUND_ENV, "not valid JSON"),
+        ('{"phone_number": "5105550123"}', OUTBOUND_ENV, "not an E.164 number"),
+        ('{"phone_number": 15105550123}', OUTBOUND_ENV, "must be a string"),
+        ('{"number": "+15105550123"}', OUTBOUND_ENV, "unknown key(s) 'number'"),
+        ("{}", OUTBOUND_ENV, "no 'phone_number'"),
+        (DIAL, {}, "SIP_OUTBOUND_TRUNK_ID is not set"),
+    ],
+)
+async def test_bad_job_places_no_call_and_ends_cleanly(
+    monkeypatch, livekit_server, openai_server, caplog, metadata, env, names
+):
+    caplog.set_level(logging.ERROR, logger="agent")
+    async with job(monkeypatch, livekit_server, openai_server, metadata=metadata, env=env) as run:
+        await run.wait_until_done()
+        assert livekit_server.calls("CreateSIPParticipant") == []
+        (delete,) = livekit_server.calls("DeleteRoom")
+        assert delete.request.room == run.room.name
+        assert run.sessions == []
+        assert run.shutdown_reasons and run.shutdown_reasons[0].startswith("rejected:")
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and names in errors[0].getMessage()
