@@ -110,11 +110,22 @@ async def greet(session: AgentSession[CallState], state: CallState) -> None:
 
 @server.rtc_session(agent_name=agent_name_from_env())
 async def entrypoint(ctx: JobContext) -> None:
+    room_name = ctx.job.room.name
+    control = CallControl(None if is_console_mode() else ctx.api, room_name)
+    try:
+        await run_call(ctx, control)
+    except Exception:
+        # A bug must not leave a caller listening to silence: hang up, then end the job.
+        logger.exception("call flow failed in room %s; hanging up", room_name)
+        await control.hang_up()
+        ctx.shutdown(reason="error")
+
+
+async def run_call(ctx: JobContext, control: CallControl) -> None:
+    """Decide what this job is: a call to place, or a caller to answer."""
     config: Config = ctx.proc.userdata.get("config") or load_config()
     vad: vad_base.VAD | None = ctx.proc.userdata.get("vad")
     room_name = ctx.job.room.name
-    control = CallControl(None if is_console_mode() else ctx.api, room_name)
-
     try:
         dial = parse_dial_request(ctx.job.metadata)
         if dial and not config.settings.outbound_trunk_id:

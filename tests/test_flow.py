@@ -207,3 +207,19 @@ async def test_bad_job_places_no_call_and_ends_cleanly(
         assert run.shutdown_reasons and run.shutdown_reasons[0].startswith("rejected:")
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and names in errors[0].getMessage()
+
+
+async def test_a_crash_in_the_call_flow_hangs_up_instead_of_leaving_silence(
+    monkeypatch, livekit_server, openai_server, caplog
+):
+    def broken_session(*_args, **_kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(agent, "build_session", broken_session)
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        run.room.add_participant(make_participant("sip_1", attributes=INBOUND_SIP_ATTRIBUTES))
+        await run.wait_until_done()
+        (delete,) = livekit_server.calls("DeleteRoom")
+        assert delete.request.room == run.room.name
+        assert run.shutdown_reasons == ["error"]
+        assert "call flow failed" in caplog.text and "simulated bug" in caplog.text
