@@ -23,6 +23,7 @@ from telephony.call_control import CallControl
 from telephony.call_state import CallState
 from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
 from telephony.lifecycle import hang_up_when_session_closes
+from telephony.log_masking import install_phone_masking
 from telephony.prompts import PromptError, Prompts
 from telephony.room import dialed_participant_identity, is_console_mode, wait_for_caller
 from telephony.settings import (
@@ -59,6 +60,12 @@ def prewarm(proc: JobProcess) -> None:
 server = AgentServer(setup_fnc=prewarm)
 
 
+@server.on("worker_started")
+def _mask_phone_numbers_in_logs() -> None:
+    # The worker's log handlers exist from here on; job processes forward their records here.
+    install_phone_masking(parse_settings()[0].mask_phone_numbers)
+
+
 class TelephonyAgent(Agent):
     def __init__(self, state: CallState) -> None:
         self._state = state
@@ -72,10 +79,20 @@ class TelephonyAgent(Agent):
 
     def compose_instructions(self) -> str:
         """The instructions filled from what is known of the call right now."""
-        instructions = self._state.render("instructions")
+        parts = [self._state.render("instructions")]
+        if self._state.transfer_targets():
+            parts.append(self._state.render("transfer_instructions"))
         if self._state.dial_request is not None:
-            instructions += "\n\n" + self._state.render("outbound_instructions")
-        return instructions
+            parts.append(self._state.render("outbound_instructions"))
+        return "\n\n".join(parts)
+
+    async def on_enter(self) -> None:
+        """Speak first on calls we answered; on calls we placed, the callee speaks first.
+
+        Greeting here (not after session.start) keeps the end_call tool hidden from the
+        model while it greets."""
+        if self._state.dial_request is None:
+            greet(self.session, self._state)
 
 
 def build_session(state: CallState, vad: vad_base.VAD | None) -> AgentSession[CallState]:
@@ -100,8 +117,8 @@ async def join_room(
     await session.start(agent, room=ctx.room, room_options=room_options)
 
 
-async def greet(session: AgentSession[CallState], state: CallState) -> None:
-    """Speak first on calls we answered: a fixed greeting needs no LLM round trip."""
+def greet(session: AgentSession[CallState], state: CallState) -> None:
+    """The greeting: a fixed text needs no LLM round trip before the caller hears it."""
     if state.settings.greeting_mode == "say":
         session.say(state.render("inbound_greeting"))
     else:
@@ -124,6 +141,7 @@ async def entrypoint(ctx: JobContext) -> None:
 async def run_call(ctx: JobContext, control: CallControl) -> None:
     """Decide what this job is: a call to place, or a caller to answer."""
     config: Config = ctx.proc.userdata.get("config") or load_config()
+    install_phone_masking(config.settings.mask_phone_numbers)
     vad: vad_base.VAD | None = ctx.proc.userdata.get("vad")
     room_name = ctx.job.room.name
     try:
@@ -145,7 +163,7 @@ async def run_call(ctx: JobContext, control: CallControl) -> None:
 async def answer_call(
     ctx: JobContext, config: Config, control: CallControl, vad: vad_base.VAD | None
 ) -> None:
-    """An inbound caller (or a web client): find them, then greet them first."""
+    """An inbound caller (or a web client): find them; the agent greets them on entering."""
     if is_console_mode():
         context = CallContext(room_name="console", direction="web", participant_identity="console")
         room_options = room_io.RoomOptions()
@@ -165,7 +183,6 @@ async def answer_call(
     session = build_session(state, vad)
     hang_up_when_session_closes(session, control, ctx)
     await join_room(session, TelephonyAgent(state), ctx, room_options)
-    await greet(session, state)
 
 
 async def place_call(
@@ -224,7 +241,7 @@ def _settings_problems(argv: list[str]) -> list[str]:
     """Everything that stops this command from running, all at once; empty for commands
     that need no settings (`--help`, `download-files`)."""
     command = next((a for a in argv[1:] if not a.startswith("-")), "")
-    if command not in ("dev", "start", "connect", "console"):
+    if command not in ("dev", "start", "connect", "console") or "--help" in argv:
         return []
     settings, problems = parse_settings()
     # `--url`, `--api-key`, `--api-secret` on the command line stand in for the variables.

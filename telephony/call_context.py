@@ -39,7 +39,7 @@ class ParticipantLike(Protocol):
 
 @dataclass(frozen=True)
 class CallContext:
-    """One call's who-and-where, as the LLM, the logs and the call record see it."""
+    """One call's who-and-where, as the LLM and the logs see it."""
 
     room_name: str
     direction: Direction

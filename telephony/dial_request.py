@@ -1,7 +1,7 @@
 """The outbound dial request carried in the job's metadata.
 
-`lk dispatch create --metadata '{"phone_number": "+15105550123"}'` (or `python -m
-telephony call`) puts a JSON object in the job metadata. An empty metadata means no
+`lk dispatch create --metadata '{"phone_number": "+15105550123"}'` (or the agent
+dispatch API) puts a JSON object in the job metadata. An empty metadata means no
 dial: the job waits for whoever joins (an inbound caller, a web client).
 """
 

@@ -17,6 +17,7 @@ PROMPT_NAMES = (
     "instructions",  # the agent's system instructions, for every call
     "inbound_greeting",  # spoken as-is when an inbound caller is connected
     "greeting_instructions",  # GREETING_MODE=generate: how the LLM should greet instead
+    "transfer_instructions",  # added to the instructions when there is somewhere to transfer to
     "outbound_instructions",  # added to the instructions on calls we placed
     "voicemail",  # the message left on an answering machine
     "transfer_announcement",  # spoken just before a transfer

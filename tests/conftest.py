@@ -1,5 +1,7 @@
 """Shared fixtures: local stand-ins for LiveKit's server API, OpenAI and Deepgram."""
 
+import os
+
 import pytest
 
 from telephony.settings import SETTING_NAMES
@@ -19,3 +21,13 @@ def _isolated_settings(
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram_server.base_url)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `live` need real keys and a LiveKit project: opt in with RUN_LIVE_TESTS=1."""
+    if os.environ.get("RUN_LIVE_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="live test: set RUN_LIVE_TESTS=1 and real keys to run it")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip)

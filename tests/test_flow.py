@@ -71,6 +71,8 @@ async def test_generated_greeting_by_setting(monkeypatch, livekit_server, openai
         await wait_for_speech(run)
         assert len(openai_server.chat_requests) == 1
         assert "Greet the caller" in str(openai_server.chat_requests[0].messages)
+        # The model cannot hang up while it greets.
+        assert "end_call" not in openai_server.chat_requests[0].tools
         assert openai_server.speech_requests[0].input == "Hello! How can I help?"
 
 
