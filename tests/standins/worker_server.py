@@ -21,17 +21,19 @@ An agent worker (``python agent.py start``) talks to it exactly as it talks to l
 
 This stand-in stops before the assignment: a job process would try to join a real room,
 which cannot work offline. A worker that accepted logs "assignment for job ... timed out"
-7.5 s later, which is harmless. As on livekit-server, ``WorkerPing`` is answered with a
-``WorkerPong``; livekit-agents 1.x relies on websocket-level heartbeats instead, which aiohttp
-answers by itself.
+7.5 s later, which is harmless, but a SIGTERM in those 7.5 s waits for that time-out before
+the worker exits (a production-mode worker drains pending jobs first).
+
+As on livekit-server, a ``WorkerPing`` is answered with a ``WorkerPong``; livekit-agents 1.x
+sends none and relies on websocket-level heartbeats (every 30 s), which aiohttp answers.
 
 Usage::
 
     async with WorkerServerStandin() as server:
         # start the worker with LIVEKIT_URL=server.ws_url, LIVEKIT_API_KEY/SECRET=server.api_*
         registration = await server.wait_for_registration(timeout=15)
-        answer = await server.offer_job(registration.agent_name, "call-1", metadata="{}")
-        assert answer.available
+        answer = await server.dispatch_job(registration.agent_name, "call-1", metadata="{}")
+        assert answer.available  # offer_job() makes a single offer instead
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def _guid(prefix: str) -> str:
 
 class NoWorkerAvailable(LookupError):
     """No registered worker serves this agent name (livekit-server: "no workers available")."""
+
+
+class ConnectionRejected(Exception):
+    """A worker's websocket request failed authentication (see ``rejected``)."""
+
+    def __init__(self, rejection: RejectedConnection) -> None:
+        super().__init__(f"worker connection rejected: {rejection.status} {rejection.reason}")
+        self.rejection = rejection
 
 
 @dataclass(frozen=True)
@@ -121,11 +131,12 @@ class RecordedOffer:
     worker_id: str
     request: agent.AvailabilityRequest
     response: agent.AvailabilityResponse | None
+    response_index: int | None  # where the answer sits in WorkerServerStandin.messages
 
 
 @dataclass(frozen=True)
 class RejectedConnection:
-    """A websocket request that did not get through authentication."""
+    """A request refused before the websocket opened: wrong path, or failed authentication."""
 
     status: int
     reason: str
@@ -141,7 +152,8 @@ class _Worker:
     registration: RecordedRegistration | None = None
     status: agent.WorkerStatus.ValueType = agent.WorkerStatus.WS_AVAILABLE
     load: float = 0.0
-    pending: dict[str, asyncio.Future[agent.AvailabilityResponse]] = field(default_factory=dict)
+    # job id -> index of the worker's answer in WorkerServerStandin.messages
+    pending: dict[str, asyncio.Future[int]] = field(default_factory=dict)
 
 
 class WorkerServerStandin:
@@ -164,7 +176,8 @@ class WorkerServerStandin:
         self.registrations: list[RecordedRegistration] = []
         self.offers: list[RecordedOffer] = []
         self.rejected: list[RejectedConnection] = []
-        # Every WorkerMessage after the registration, in arrival order (update_worker, ...).
+        # Every WorkerMessage after the registration, in arrival order (update_worker, ...),
+        # with the id of the worker that sent it.
         self.messages: list[tuple[str, agent.WorkerMessage]] = []
         self._workers: list[_Worker] = []
         self._changed = asyncio.Condition()
@@ -188,7 +201,8 @@ class WorkerServerStandin:
     async def stop(self) -> None:
         for worker in list(self._workers):
             for fut in worker.pending.values():
-                fut.cancel()
+                if not fut.done():
+                    fut.set_exception(ConnectionError("the stand-in stopped"))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.ws.close(), SHUTDOWN_TIMEOUT)
         if self._runner is not None:
@@ -219,17 +233,36 @@ class WorkerServerStandin:
     async def wait_for_registration(
         self, timeout: float = 15.0, *, agent_name: str | None = None
     ) -> RecordedRegistration:
-        """The first registration (of ``agent_name``, if given) that is still connected."""
-        return await self._wait_for(lambda: self._registered(agent_name), timeout, "registration")
+        """The first registration (of ``agent_name``, if given) that is still connected.
+
+        Raises ConnectionRejected as soon as a connection is refused instead (wrong path or
+        failed authentication): a worker only retries, for minutes, with the same request.
+        """
+        rejected_before = len(self.rejected)
+
+        def found() -> RecordedRegistration | RejectedConnection | None:
+            if registration := self._registered(agent_name):
+                return registration
+            return self.rejected[-1] if len(self.rejected) > rejected_before else None
+
+        result = await self._wait_for(found, timeout, "registration")
+        if isinstance(result, RejectedConnection):
+            raise ConnectionRejected(result)
+        return result
 
     async def wait_for_status(
         self,
         agent_name: str,
         status: agent.WorkerStatus.ValueType = agent.WorkerStatus.WS_AVAILABLE,
         timeout: float = 10.0,
+        *,
+        after: int | None = None,
     ) -> agent.UpdateWorkerStatus:
-        """The next ``update_worker`` from a worker of ``agent_name`` reporting ``status``."""
-        seen = len(self.messages)
+        """The next ``update_worker`` from a worker of ``agent_name`` reporting ``status``.
+
+        "Next" counts from ``messages[after]`` (default: from now on).
+        """
+        seen = len(self.messages) if after is None else after
 
         def found() -> agent.UpdateWorkerStatus | None:
             for worker_id, msg in self.messages[seen:]:
@@ -244,7 +277,9 @@ class WorkerServerStandin:
                     return msg.update_worker
             return None
 
-        return await self._wait_for(found, timeout, f"worker status {status}")
+        return await self._wait_for(
+            found, timeout, f"worker status {agent.WorkerStatus.Name(status)}"
+        )
 
     async def offer_job(
         self,
@@ -264,9 +299,8 @@ class WorkerServerStandin:
         """
         worker = self._pick(agent_name)
         if worker is None:
-            known = sorted({r.agent_name for r in self._registered_all()})
             raise NoWorkerAvailable(
-                f"no available worker registered as {agent_name!r} (registered: {known})"
+                f"no available worker registered as {agent_name!r} ({self.describe_workers()})"
             )
         assert worker.registration is not None
         now_ns = time.time_ns()
@@ -290,36 +324,98 @@ class WorkerServerStandin:
             ),
         )
         request = agent.AvailabilityRequest(job=job)
-        fut: asyncio.Future[agent.AvailabilityResponse] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         worker.pending[job.id] = fut
+        index: int | None = None
         response: agent.AvailabilityResponse | None = None
         try:
             await self._send(worker, agent.ServerMessage(availability=request))
-            response = await asyncio.wait_for(fut, timeout)
+            index = await asyncio.wait_for(fut, timeout)
+            response = self.messages[index][1].availability
             return response
         finally:
             worker.pending.pop(job.id, None)
-            self.offers.append(RecordedOffer(worker.registration.worker_id, request, response))
+            self.offers.append(
+                RecordedOffer(worker.registration.worker_id, request, response, index)
+            )
+
+    async def dispatch_job(
+        self,
+        agent_name: str,
+        room_name: str,
+        metadata: str = "",
+        *,
+        timeout: float = 15.0,
+    ) -> agent.AvailabilityResponse:
+        """Offer a job until a worker of ``agent_name`` accepts it, as livekit-server does.
+
+        The server only offers to workers whose last ``update_worker`` said WS_AVAILABLE and
+        moves on when a worker answers ``available=False``; with a single worker that means
+        waiting for it to report WS_AVAILABLE again and offering once more. This matters
+        because a worker started with ``start`` reports itself full and rejects jobs while the
+        CPU load of its machine (or container), not just its own, is above 0.7. Returns the
+        accepting answer, or the last rejection (``terminate=True`` ends it at once) when
+        ``timeout`` runs out. Every attempt is recorded in ``offers``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        job_id = _guid("AJ_")
+        while True:
+            try:
+                await self._wait_for(
+                    lambda: self._pick(agent_name),
+                    max(deadline - loop.time(), 0.0),
+                    f"available worker registered as {agent_name!r}",
+                )
+            except TimeoutError as e:
+                raise TimeoutError(f"{e} ({self.describe_workers()})") from None
+            answer = await self.offer_job(
+                agent_name,
+                room_name,
+                metadata,
+                job_id=job_id,
+                timeout=max(deadline - loop.time(), 0.1),
+            )
+            if answer.available or answer.terminate or loop.time() >= deadline:
+                return answer
+            answered_at = self.offers[-1].response_index
+            assert answered_at is not None
+            try:
+                # A status report sent after the rejection, not one that was already stale.
+                await self.wait_for_status(
+                    agent_name, timeout=max(deadline - loop.time(), 0.0), after=answered_at + 1
+                )
+            except TimeoutError:
+                return answer
+
+    def describe_workers(self) -> str:
+        """The connected workers' names, last reported status and load, for error messages."""
+        described = [
+            f"{w.registration.agent_name!r}: {agent.WorkerStatus.Name(w.status)}, load {w.load:.2f}"
+            for w in self._workers
+            if w.registration is not None
+        ]
+        return "workers: " + ("; ".join(described) or "none")
 
     # -- the websocket
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.rstrip("/") != AGENT_PATH:
-            return self._reject(request, 404, "not found")
+            return await self._reject(request, 404, "not found")
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._reject(request, 404, "not a websocket upgrade")
+            return await self._reject(request, 404, "not a websocket upgrade")
 
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         token = token or request.query.get("access_token", "")
         if not token:
-            return self._reject(request, 401, "no authorization token")
+            return await self._reject(request, 401, "no authorization token")
         try:
             claims = self._verifier.verify(token)
         except Exception as e:  # any JWT failure: bad signature, issuer, expiry, format
-            return self._reject(request, 401, f"invalid token: {e}")
+            return await self._reject(request, 401, f"invalid token: {e}")
         if not (claims.video and claims.video.agent):
-            return self._reject(request, 401, "permissions denied: no agent grant")
+            return await self._reject(request, 401, "permissions denied: no agent grant")
         try:
             protocol = int(request.query.get("protocol", CURRENT_PROTOCOL))
         except ValueError:
@@ -339,7 +435,11 @@ class WorkerServerStandin:
                         logger.warning("undecodable worker message; closing")
                         break
                 elif frame.type == WSMsgType.TEXT:  # livekit-server also takes protojson
-                    msg = json_format.Parse(frame.data, agent.WorkerMessage())
+                    try:
+                        msg = json_format.Parse(frame.data, agent.WorkerMessage())
+                    except json_format.ParseError:
+                        logger.warning("undecodable worker message; closing")
+                        break
                 else:
                     continue
                 if not await self._on_message(worker, msg, request, protocol):
@@ -362,6 +462,8 @@ class WorkerServerStandin:
                 last_timestamp=msg.ping.timestamp, timestamp=int(time.time() * 1000)
             )
             await self._send(worker, agent.ServerMessage(pong=pong))
+            if worker.registration is not None:
+                self.messages.append((worker.registration.worker_id, msg))
             return True
         if worker.registration is None:
             if which != "register":
@@ -396,7 +498,7 @@ class WorkerServerStandin:
         elif which == "availability":
             fut = worker.pending.get(msg.availability.job_id)
             if fut is not None and not fut.done():
-                fut.set_result(msg.availability)
+                fut.set_result(len(self.messages) - 1)
             else:
                 logger.warning("availability for unknown job %s", msg.availability.job_id)
         elif which == "register":
@@ -407,8 +509,9 @@ class WorkerServerStandin:
     async def _send(self, worker: _Worker, msg: agent.ServerMessage) -> None:
         await worker.ws.send_bytes(msg.SerializeToString())
 
-    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+    async def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
         self.rejected.append(RejectedConnection(status, reason, request.path))
+        await self._notify()
         return web.Response(status=status, text=reason)
 
     # -- helpers
@@ -446,6 +549,9 @@ class WorkerServerStandin:
             self._changed.notify_all()
 
     async def _wait_for(self, found: Callable[[], T | None], timeout: float, what: str) -> T:
+        if (result := found()) is not None:
+            return result
+
         async def wait() -> T:
             async with self._changed:
                 while (result := found()) is None:
@@ -455,4 +561,4 @@ class WorkerServerStandin:
         try:
             return await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
-            raise TimeoutError(f"no {what} within {timeout:g}s") from None
+            raise TimeoutError(f"no {what} within {timeout:.1f}s") from None
