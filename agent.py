@@ -25,6 +25,9 @@ from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_requ
 from telephony.lifecycle import hang_up_when_session_closes
 from telephony.log_masking import install_phone_masking
 from telephony.prompts import PromptError, Prompts
+from telephony.records.recorder import CallRecorder, recorder_for
+from telephony.records.saving import save_record
+from telephony.records.webhook import start_background_delivery
 from telephony.room import dialed_participant_identity, is_console_mode, wait_for_caller
 from telephony.settings import (
     Settings,
@@ -63,7 +66,10 @@ server = AgentServer(setup_fnc=prewarm)
 @server.on("worker_started")
 def _mask_phone_numbers_in_logs() -> None:
     # The worker's log handlers exist from here on; job processes forward their records here.
-    install_phone_masking(parse_settings()[0].mask_phone_numbers)
+    settings = parse_settings()[0]
+    install_phone_masking(settings.mask_phone_numbers)
+    # Webhooks still queued (earlier runs, failed sends) are retried from the worker process.
+    start_background_delivery(settings)
 
 
 class TelephonyAgent(Agent):
@@ -125,45 +131,75 @@ def greet(session: AgentSession[CallState], state: CallState) -> None:
         session.generate_reply(instructions=state.render("greeting_instructions"))
 
 
-@server.rtc_session(agent_name=agent_name_from_env())
-async def entrypoint(ctx: JobContext) -> None:
-    room_name = ctx.job.room.name
-    control = CallControl(None if is_console_mode() else ctx.api, room_name)
-    try:
-        await run_call(ctx, control)
-    except Exception:
-        # A bug must not leave a caller listening to silence: hang up, then end the job.
-        logger.exception("call flow failed in room %s; hanging up", room_name)
-        await control.hang_up()
-        ctx.shutdown(reason="error")
-
-
-async def run_call(ctx: JobContext, control: CallControl) -> None:
-    """Decide what this job is: a call to place, or a caller to answer."""
+async def save_call_record(ctx: JobContext) -> None:
+    """After every job, whatever its ending (the framework calls this even after a crash)."""
+    recorder = recorder_for(ctx)
+    state: CallState | None = recorder.session.userdata if recorder.session else None
+    record = recorder.finish(
+        ending=state.ending if state else None,
+        transfer_to=state.transferred_to if state else "",
+    )
     config: Config = ctx.proc.userdata.get("config") or load_config()
+    await save_record(record, config.settings)
+
+
+@server.rtc_session(agent_name=agent_name_from_env(), on_session_end=save_call_record)
+async def entrypoint(ctx: JobContext) -> None:
+    job = CallJob(
+        ctx=ctx,
+        control=CallControl(None if is_console_mode() else ctx.api, ctx.job.room.name),
+        recorder=recorder_for(ctx),
+    )
+    try:
+        await run_call(job)
+    except Exception as e:
+        # A bug must not leave a caller listening to silence: hang up, then end the job.
+        logger.exception("call flow failed in room %s; hanging up", ctx.job.room.name)
+        job.recorder.crashed(e)
+        await job.end("error")
+
+
+@dataclass
+class CallJob:
+    """One job's handles: the job itself, its call control and its record."""
+
+    ctx: JobContext
+    control: CallControl
+    recorder: CallRecorder
+    config: Config | None = None
+    vad: vad_base.VAD | None = None
+
+    async def end(self, reason: str) -> None:
+        """End the job and hang up (delete the room)."""
+        self.ctx.shutdown(reason=reason)
+        await self.control.hang_up()
+
+
+async def run_call(job: CallJob) -> None:
+    """Decide what this job is: a call to place, or a caller to answer."""
+    ctx = job.ctx
+    job.config = config = ctx.proc.userdata.get("config") or load_config()
+    job.vad = ctx.proc.userdata.get("vad")
     install_phone_masking(config.settings.mask_phone_numbers)
-    vad: vad_base.VAD | None = ctx.proc.userdata.get("vad")
-    room_name = ctx.job.room.name
     try:
         dial = parse_dial_request(ctx.job.metadata)
         if dial and not config.settings.outbound_trunk_id:
             raise InvalidMetadata("SIP_OUTBOUND_TRUNK_ID is not set, so no call can be placed")
     except InvalidMetadata as e:
-        logger.error("rejected job in room %s: %s; no call placed", room_name, e)
-        await control.hang_up()
-        ctx.shutdown(reason=f"rejected: {e}")
+        logger.error("rejected job in room %s: %s; no call placed", ctx.job.room.name, e)
+        job.recorder.rejected(str(e))
+        await job.end(f"rejected: {e}")
         return
 
     if dial is not None:
-        await place_call(ctx, config, control, vad, dial)
+        await place_call(job, config, dial)
     else:
-        await answer_call(ctx, config, control, vad)
+        await answer_call(job, config)
 
 
-async def answer_call(
-    ctx: JobContext, config: Config, control: CallControl, vad: vad_base.VAD | None
-) -> None:
+async def answer_call(job: CallJob, config: Config) -> None:
     """An inbound caller (or a web client): find them; the agent greets them on entering."""
+    ctx = job.ctx
     if is_console_mode():
         context = CallContext(room_name="console", direction="web", participant_identity="console")
         room_options = room_io.RoomOptions()
@@ -171,28 +207,26 @@ async def answer_call(
         participant = await wait_for_caller(ctx, config.settings.caller_join_timeout_seconds)
         if participant is None:
             logger.warning("nobody joined room %s in time; ending the job", ctx.job.room.name)
-            await control.hang_up()
-            ctx.shutdown(reason="no caller")
+            job.recorder.no_caller()
+            await job.end("no caller")
             return
         context = call_context_from_participant(participant, room_name=ctx.job.room.name)
         room_options = room_io.RoomOptions(participant_identity=participant.identity)
 
+    job.recorder.set_context(context)
+    job.recorder.answered()
     ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
     logger.info("call connected", extra=ctx.log_context_fields)
-    state = CallState(config.settings, config.prompts, control, context)
-    session = build_session(state, vad)
-    hang_up_when_session_closes(session, control, ctx)
+    state = CallState(config.settings, config.prompts, job.control, context)
+    session = build_session(state, job.vad)
+    job.recorder.attach(session)
+    hang_up_when_session_closes(session, job.control, ctx)
     await join_room(session, TelephonyAgent(state), ctx, room_options)
 
 
-async def place_call(
-    ctx: JobContext,
-    config: Config,
-    control: CallControl,
-    vad: vad_base.VAD | None,
-    dial: DialRequest,
-) -> None:
+async def place_call(job: CallJob, config: Config, dial: DialRequest) -> None:
     """Dial the number from the job metadata; once answered, let the callee speak first."""
+    ctx = job.ctx
     identity = dialed_participant_identity(dial.phone_number)
     context = CallContext(
         room_name=ctx.job.room.name,
@@ -200,13 +234,15 @@ async def place_call(
         participant_identity=identity,
         remote_number=dial.phone_number,
     )
-    state = CallState(config.settings, config.prompts, control, context, dial_request=dial)
-    session = build_session(state, vad)
-    hang_up_when_session_closes(session, control, ctx)
+    job.recorder.set_context(context)
+    state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
+    session = build_session(state, job.vad)
+    job.recorder.attach(session)
+    hang_up_when_session_closes(session, job.control, ctx)
     agent = TelephonyAgent(state)
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
     await join_room(session, agent, ctx, room_io.RoomOptions(participant_identity=identity))
-    result = await control.dial(
+    result = await job.control.dial(
         trunk_id=config.settings.outbound_trunk_id,
         phone_number=dial.phone_number,
         participant_identity=identity,
@@ -221,16 +257,18 @@ async def place_call(
             result.sip_status or result.error,
             extra=context.log_fields(mask_numbers=mask),
         )
-        ctx.shutdown(reason=f"dial failed: {result.outcome.value}")
+        job.recorder.dial_failed(result)
+        await job.end(f"dial failed: {result.outcome.value}")
         await session.aclose()
-        await control.hang_up()
         return
 
+    job.recorder.answered()
     # The SIP participant now carries the call id, our number and the trunk.
     if participant := ctx.room.remote_participants.get(identity):
         state.update_context(
             call_context_from_participant(participant, room_name=ctx.job.room.name)
         )
+        job.recorder.set_context(state.context)
         await agent.update_instructions(agent.compose_instructions())
     ctx.log_context_fields = state.context.log_fields(mask_numbers=mask)
     # No greeting: the callee speaks first, and the agent answers their turn.

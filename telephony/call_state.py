@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from .call_context import CallContext
 from .call_control import CallControl
 from .dial_request import DialRequest
 from .prompts import Prompts
+from .records.model import Outcome
 from .settings import Settings
 
 # The name under which a call's own `transfer_to` (from its job metadata) is offered.
 CALL_TRANSFER_TARGET = "default"
-
-
-class CallEnding(StrEnum):
-    """Why the agent ended the call, when it was the agent that ended it."""
-
-    AGENT_ENDED = "agent-ended"
-    TRANSFERRED = "transferred"
-    VOICEMAIL = "voicemail"
 
 
 @dataclass
@@ -30,7 +22,8 @@ class CallState:
     control: CallControl
     context: CallContext
     dial_request: DialRequest | None = None
-    ending: CallEnding | None = None
+    # How the agent ended the call, when a tool ended it (goodbye, transfer, voicemail).
+    ending: Outcome | None = None
     transferred_to: str = ""
 
     def transfer_targets(self) -> dict[str, str]:

@@ -44,6 +44,10 @@ SETTING_NAMES = (
     "TTS_VOICE",
     "OPENAI_BASE_URL",
     "DEEPGRAM_BASE_URL",
+    "CALL_RECORDS_PATH",
+    "DATABASE_URL",
+    "CALL_WEBHOOK_URL",
+    "CALL_WEBHOOK_SECRET",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -97,6 +101,11 @@ class Settings:
     prompts_dir: Path = PROJECT_ROOT / "prompts"
     mask_phone_numbers: bool = True
     models: ModelSettings = field(default_factory=ModelSettings)
+    # Call records: an SQLite file by default; DATABASE_URL (PostgreSQL) for several workers.
+    call_records_path: Path = PROJECT_ROOT / "data" / "calls.sqlite3"
+    database_url: str = field(default="", repr=False)
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)
 
     def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
         """What a worker command needs that is not set: one line each, with the fix.
@@ -199,6 +208,23 @@ def _url(env: Mapping[str, str], problems: list[str]) -> str:
     return url
 
 
+def _database_url(env: Mapping[str, str], problems: list[str]) -> str:
+    url = _text(env, "DATABASE_URL")
+    if url and not url.startswith(("postgresql://", "postgres://", "postgresql+", "sqlite:")):
+        problems.append(
+            "DATABASE_URL must be a PostgreSQL URL like postgresql://user:password@host:5432/db, "
+            "an SQLite URL like sqlite:////var/lib/calls.sqlite3, or empty for CALL_RECORDS_PATH"
+        )
+    return url
+
+
+def _webhook_url(env: Mapping[str, str], problems: list[str]) -> str:
+    url = _text(env, "CALL_WEBHOOK_URL")
+    if url and not url.startswith(("https://", "http://")):
+        problems.append(f"CALL_WEBHOOK_URL={url!r} must start with https:// (or http://)")
+    return url
+
+
 def _trunk_id(env: Mapping[str, str], problems: list[str]) -> str:
     trunk = _text(env, "SIP_OUTBOUND_TRUNK_ID")
     if trunk and not trunk.startswith("ST_"):
@@ -272,7 +298,18 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         prompts_dir=prompts_dir,
         mask_phone_numbers=_flag(env, "MASK_PHONE_NUMBERS", True, problems),
         models=models,
+        call_records_path=Path(
+            _text(env, "CALL_RECORDS_PATH", str(PROJECT_ROOT / "data" / "calls.sqlite3"))
+        ),
+        database_url=_database_url(env, problems),
+        webhook_url=_webhook_url(env, problems),
+        webhook_secret=_text(env, "CALL_WEBHOOK_SECRET"),
     )
+    if settings.webhook_url and not settings.webhook_secret:
+        problems.append(
+            "CALL_WEBHOOK_SECRET is not set: every webhook is signed, so set a long random "
+            "secret (e.g. `openssl rand -hex 32`) and share it with the receiver"
+        )
     return settings, problems
 
 

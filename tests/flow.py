@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession, room_io
+from livekit.agents import AgentSession, JobContext, room_io
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
+from livekit.agents.voice.events import CloseReason
 from livekit.rtc._proto import participant_pb2
 
 import agent
@@ -61,6 +63,7 @@ class JobRun:
     sink: RealTimeAudioSink
     shutdown_reasons: list[str] = field(default_factory=list)
     sessions: list[AgentSession[CallState]] = field(default_factory=list)
+    ctx: JobContext | None = None
     joined_at: float | None = None  # time.monotonic() when the session joined the room
     room_options: room_io.RoomOptions | None = None
     task: asyncio.Task[None] | None = None
@@ -77,6 +80,21 @@ class JobRun:
     async def wait_until_done(self, timeout: float = 10.0) -> None:
         assert self.task is not None
         await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    def caller_hangs_up(self) -> None:
+        """What RoomIO does when the linked caller leaves the room (its close_on_disconnect)."""
+        self.session._close_soon(reason=CloseReason.PARTICIPANT_DISCONNECTED)
+
+    async def end_job(self, timeout: float = 20.0) -> None:
+        """What the worker does when a job shuts down: let the entrypoint finish, close the
+        session, then run the registered on_session_end callback (which saves the record)."""
+        assert self.task is not None and self.ctx is not None
+        await asyncio.wait_for(asyncio.wait([self.task]), timeout)
+        for session in self.sessions:
+            await session.aclose()
+        session_end = agent.server._session_end_fnc
+        assert session_end is not None, "agent.py registers no on_session_end callback"
+        await asyncio.wait_for(session_end(self.ctx), timeout)
 
 
 @asynccontextmanager
@@ -112,7 +130,9 @@ async def job(
 
     monkeypatch.setattr(agent, "join_room", join_without_server)
     async with http_context.open():
-        with fake_job_context(room=room, job_metadata=metadata) as ctx:
+        job_id = f"AJ_{uuid.uuid4().hex[:12]}"
+        with fake_job_context(room=room, job_metadata=metadata, job_id=job_id) as ctx:
+            run.ctx = ctx
             ctx._on_shutdown = run.shutdown_reasons.append
             run.task = asyncio.create_task(agent.entrypoint(ctx))
             try:

@@ -9,12 +9,13 @@ goodbye has played.
 from livekit.agents import llm
 from livekit.agents.beta import EndCallTool
 
-from telephony.call_state import CallEnding, CallState
+from telephony.call_state import CallState
+from telephony.records.model import Outcome
 
 
 async def _hang_up_after_goodbye(event: llm.Toolset.ToolCalledEvent) -> None:
     state: CallState = event.ctx.userdata
-    state.ending = CallEnding.AGENT_ENDED
+    state.ending = Outcome.COMPLETED
     # The goodbye is the reply on this same speech handle: once it has played, hang up,
     # without waiting for the session to finish closing.
     event.ctx.speech_handle.add_done_callback(lambda _: state.control.hang_up())

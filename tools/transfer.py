@@ -6,7 +6,8 @@ import logging
 
 from livekit.agents import RunContext, function_tool
 
-from telephony.call_state import CallEnding, CallState
+from telephony.call_state import CallState
+from telephony.records.model import Outcome
 
 logger = logging.getLogger("tools.transfer")
 
@@ -46,7 +47,7 @@ async def transfer_call(context: RunContext[CallState], destination: str) -> str
             "Apologize, tell them the transfer failed, and offer to keep helping."
         )
     logger.info("call transferred to %s", name)
-    state.ending = CallEnding.TRANSFERRED
+    state.ending = Outcome.TRANSFERRED
     state.transferred_to = targets[name]
     # The caller has left the room; end the session without another reply.
     context.session.shutdown(drain=False)

@@ -6,7 +6,8 @@ import logging
 
 from livekit.agents import RunContext, function_tool
 
-from telephony.call_state import CallEnding, CallState
+from telephony.call_state import CallState
+from telephony.records.model import Outcome
 
 logger = logging.getLogger("tools.voicemail")
 
@@ -16,7 +17,7 @@ async def detected_answering_machine(context: RunContext[CallState]) -> None:
     """Call this when you reach a voicemail system or answering machine, AFTER its greeting
     has finished. Do not say anything yourself: the voicemail message is left for you."""
     state = context.userdata
-    state.ending = CallEnding.VOICEMAIL
+    state.ending = Outcome.VOICEMAIL
     logger.info("answering machine detected: leaving the voicemail message")
     message = context.session.say(
         state.render("voicemail"), allow_interruptions=False, add_to_chat_ctx=True

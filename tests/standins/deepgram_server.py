@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.standins.local_server import LocalServer
 
 
 @dataclass
@@ -27,45 +28,23 @@ class ListenConnection:
 
 
 @dataclass
-class DeepgramStandin:
+class DeepgramStandin(LocalServer):
     connections: list[ListenConnection] = field(default_factory=list, init=False)
-    _runner: web.AppRunner | None = field(default=None, init=False, repr=False)
-    _port: int | None = field(default=None, init=False, repr=False)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list, init=False, repr=False)
 
-    async def start(self) -> None:
+    def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/listen", self._listen)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+        return app
 
-    async def stop(self) -> None:
+    async def _before_cleanup(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def base_url(self) -> str:
         """The API root, as DEEPGRAM_BASE_URL takes it."""
-        if self._port is None:
-            raise RuntimeError("DeepgramStandin is not started")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     async def _listen(self, request: web.Request) -> web.WebSocketResponse:
         if not request.headers.get("Authorization", "").startswith("Token "):

@@ -31,12 +31,10 @@ import inspect
 import itertools
 import logging
 import math
-import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import jwt
@@ -49,6 +47,8 @@ from google.rpc import status_pb2
 from livekit import api
 from livekit.api.access_token import Claims  # not re-exported by livekit.api
 from livekit.protocol import agent_dispatch, connector, egress, ingress, models, room, sip
+
+from tests.standins.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
 
@@ -755,7 +755,7 @@ def _update_entity(
 # --------------------------------------------------------------------------- the server
 
 
-class LiveKitServerStandin:
+class LiveKitServerStandin(LocalServer):
     """An aiohttp server on 127.0.0.1 answering the LiveKit server API over Twirp.
 
     Checks per request, in order: route (bad_route 404), content type (bad_route 404),
@@ -764,6 +764,7 @@ class LiveKitServerStandin:
     and decoded, even when its grants are refused; refused ones consume no script item.
     """
 
+    shutdown_timeout = SHUTDOWN_TIMEOUT
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
     delay = staticmethod(delay)
@@ -778,55 +779,23 @@ class LiveKitServerStandin:
         self._defaults = _DefaultAnswers(self.store)
         self._scripts: dict[str, deque[ScriptItem]] = defaultdict(deque)
         self._arrivals = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the LiveKit stand-in is already running")
+    def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        # Bind ourselves so the random port is known without reaching into aiohttp.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        self._runner, self._port = runner, sock.getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> LiveKitServerStandin:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        return app
 
     @property
     def url(self) -> str:
         """http://127.0.0.1:PORT; the client also accepts ``ws_url``."""
-        return f"http://127.0.0.1:{self._require_port()}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
         """ws://127.0.0.1:PORT, the usual LIVEKIT_URL form (the client maps ws -> http)."""
-        return f"ws://127.0.0.1:{self._require_port()}"
-
-    def _require_port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the LiveKit stand-in is not started")
-        return self._port
+        return f"ws://127.0.0.1:{self.port}"
 
     def client(self) -> api.LiveKitAPI:
         """A real LiveKitAPI pointed here; the caller must ``aclose()`` it."""

@@ -25,11 +25,12 @@ import wave
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
+
+from tests.standins.local_server import LocalServer
 
 if TYPE_CHECKING:
     from livekit.plugins import openai as lk_openai
@@ -214,7 +215,7 @@ class SpeechRequest:
 
 
 @dataclass
-class OpenAIStandin:
+class OpenAIStandin(LocalServer):
     """OpenAI-compatible server on 127.0.0.1 with scripted chat answers and synthetic TTS."""
 
     default_reply: str = "OK."
@@ -227,23 +228,11 @@ class OpenAIStandin:
     # (method, path) of anything unrouted, e.g. the TTS plugin's prewarm GET
     other_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
     _queue: deque[LlmTurn] = field(default_factory=deque, init=False, repr=False)
-    _runner: web.AppRunner | None = field(default=None, init=False, repr=False)
-    _port: int | None = field(default=None, init=False, repr=False)
     _plugins: list[Any] = field(default_factory=list, init=False, repr=False)
 
     # ---- lifecycle
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("OpenAIStandin already started")
-        # a short shutdown_timeout so stop() never waits on a deliberately slow stream
-        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self._runner = runner
-        self._port = runner.addresses[0][1]
-
-    async def stop(self) -> None:
+    async def _before_cleanup(self) -> None:
         # close plugin clients first so their keep-alive connections don't hold shutdown
         for plugin in self._plugins:
             try:
@@ -251,27 +240,10 @@ class OpenAIStandin:
             except Exception:
                 logger.exception("closing %r failed", plugin)
         self._plugins.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("OpenAIStandin is not started")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # ---- scripting
 

@@ -42,11 +42,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TypeVar
 
 from aiohttp import WSMsgType, web
@@ -55,6 +53,8 @@ from google.protobuf.message import DecodeError
 from livekit import api
 from livekit.api.access_token import Claims  # not re-exported by livekit.api
 from livekit.protocol import agent, models
+
+from tests.standins.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +156,10 @@ class _Worker:
     pending: dict[str, asyncio.Future[int]] = field(default_factory=dict)
 
 
-class WorkerServerStandin:
+class WorkerServerStandin(LocalServer):
     """The ``/agent`` websocket of livekit-server, enough to register and offer jobs."""
+
+    shutdown_timeout = SHUTDOWN_TIMEOUT
 
     def __init__(
         self, api_key: str = DEFAULT_API_KEY, api_secret: str = DEFAULT_API_SECRET
@@ -181,52 +183,26 @@ class WorkerServerStandin:
         self.messages: list[tuple[str, agent.WorkerMessage]] = []
         self._workers: list[_Worker] = []
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the worker-server stand-in is already running")
+    def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        self._runner, self._port = runner, sock.getsockname()[1]
+        return app
 
-    async def stop(self) -> None:
+    async def _before_cleanup(self) -> None:
         for worker in list(self._workers):
             for fut in worker.pending.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("the stand-in stopped"))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.ws.close(), SHUTDOWN_TIMEOUT)
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> WorkerServerStandin:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def ws_url(self) -> str:
         """ws://127.0.0.1:PORT, the LIVEKIT_URL to give the worker."""
-        if self._port is None:
-            raise RuntimeError("the worker-server stand-in is not running")
-        return f"ws://127.0.0.1:{self._port}"
+        return f"ws://127.0.0.1:{self.port}"
 
     # -- what tests wait on and do
 

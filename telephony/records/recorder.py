@@ -1,0 +1,201 @@
+"""Collect one call's record while it happens; finish it once, when the job ends.
+
+The call flow reports what only it knows (who is on the line, the dial result, a rejected
+job, a crash); the session's history, usage and close reason supply the rest.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+from livekit.agents import AgentSession, JobContext, llm
+from livekit.agents.metrics.usage import LLMModelUsage, STTModelUsage, TTSModelUsage
+from livekit.agents.voice.events import CloseEvent, CloseReason
+
+from ..call_context import CallContext
+from ..call_control import DialResult
+from .model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
+
+
+class CallRecorder:
+    def __init__(self, *, job_id: str, room: str, agent_name: str, job_metadata: str) -> None:
+        self.record = CallRecord(
+            job_id=job_id,
+            room=room,
+            agent_name=agent_name,
+            job_metadata=job_metadata,
+            started_at=time.time(),
+        )
+        # Set by the flow when it knows the ending better than the session does.
+        self._outcome: Outcome | None = None
+        self._session: AgentSession[Any] | None = None
+        self._close_reason: CloseReason | None = None
+        self._close_error = ""
+        self._finished: CallRecord | None = None
+
+    # -- what the call flow reports
+
+    def set_context(self, context: CallContext) -> None:
+        r = self.record
+        r.direction = context.direction
+        r.remote_number = context.remote_number
+        r.local_number = context.local_number or r.local_number
+        r.call_id = context.call_id or r.call_id
+        r.trunk_id = context.trunk_id or r.trunk_id
+
+    def answered(self) -> None:
+        if self.record.answered_at is None:
+            self.record.answered_at = time.time()
+
+    def rejected(self, reason: str) -> None:
+        self._outcome = Outcome.REJECTED_METADATA
+        self.record.error = reason
+
+    def dial_failed(self, result: DialResult) -> None:
+        self._outcome = Outcome(result.outcome.value)
+        self.record.sip_status_code = result.sip_status_code
+        self.record.sip_status = result.sip_status
+        self.record.error = result.error
+
+    def no_caller(self) -> None:
+        # Dispatched, but the caller was gone before the agent arrived.
+        self._outcome = Outcome.CALLER_HUNG_UP
+        self.record.error = "nobody joined the room"
+
+    def crashed(self, error: BaseException) -> None:
+        self._outcome = Outcome.FAILED
+        self.record.error = f"{type(error).__name__}: {error}"
+
+    def attach(self, session: AgentSession[Any]) -> None:
+        self._session = session
+        session.once("close", self._on_close)
+
+    @property
+    def session(self) -> AgentSession[Any] | None:
+        return self._session
+
+    def _on_close(self, event: CloseEvent) -> None:
+        self._close_reason = event.reason
+        if event.error is not None:
+            self._close_error = f"{type(event.error).__name__}: {event.error}"
+
+    # -- the finished record
+
+    def finish(self, *, ending: Outcome | None = None, transfer_to: str = "") -> CallRecord:
+        """The complete record; the same object however often it is asked for."""
+        if self._finished is not None:
+            return self._finished
+        r = self.record
+        r.ended_at = time.time()
+        r.outcome = self._decide_outcome(ending)
+        r.transfer_to = transfer_to if r.outcome is Outcome.TRANSFERRED else ""
+        if not r.error and self._close_error:
+            r.error = self._close_error
+        if self._session is not None:
+            _read_session(r, self._session)
+        self._finished = r
+        return r
+
+    def _decide_outcome(self, ending: Outcome | None) -> Outcome:
+        if self._outcome is not None:
+            return self._outcome
+        if ending is not None:
+            return ending
+        if self._close_reason is CloseReason.PARTICIPANT_DISCONNECTED:
+            return Outcome.CALLER_HUNG_UP
+        if self._close_reason is CloseReason.ERROR or self._close_error:
+            return Outcome.FAILED
+        if self.record.answered_at is None:
+            return Outcome.FAILED
+        # The session was closed from our side without a goodbye (worker shutdown, drain).
+        return Outcome.AGENT_ENDED
+
+
+def _read_session(record: CallRecord, session: AgentSession[Any]) -> None:
+    items = session.history.items
+    record.transcript = [
+        Turn(role=m.role, text=m.text_content or "", at=m.created_at, interrupted=m.interrupted)
+        for m in items
+        if isinstance(m, llm.ChatMessage) and m.role in ("user", "assistant")
+    ]
+    record.tool_calls = _tool_calls(items)
+    record.latency = _latencies(items)
+    record.usage = _usage(session)
+
+
+def _tool_calls(items: list[llm.ChatItem]) -> list[ToolCallRecord]:
+    outputs = {i.call_id: i for i in items if isinstance(i, llm.FunctionCallOutput)}
+    calls = []
+    for item in items:
+        if isinstance(item, llm.FunctionCall):
+            output = outputs.get(item.call_id)
+            calls.append(
+                ToolCallRecord(
+                    name=item.name,
+                    arguments=item.arguments,
+                    output=output.output if output else "",
+                    is_error=output.is_error if output else False,
+                    at=item.created_at,
+                )
+            )
+    return calls
+
+
+def _latencies(items: list[llm.ChatItem]) -> list[TurnLatency]:
+    """One entry per agent reply, with the user turn it answered where there was one."""
+    latencies = []
+    last_user: llm.ChatMessage | None = None
+    for item in items:
+        if not isinstance(item, llm.ChatMessage):
+            continue
+        if item.role == "user":
+            last_user = item
+        elif item.role == "assistant":
+            m, u = item.metrics, (last_user.metrics if last_user else {})
+            started = m.get("started_speaking_at")
+            stopped = u.get("stopped_speaking_at")
+            latencies.append(
+                TurnLatency(
+                    at=started or item.created_at,
+                    end_of_utterance_delay=u.get("end_of_turn_delay"),
+                    transcription_delay=u.get("transcription_delay"),
+                    llm_ttft=m.get("llm_node_ttft"),
+                    tts_ttfb=m.get("tts_node_ttfb"),
+                    end_of_speech_to_first_audio=(
+                        started - stopped if started is not None and stopped is not None else None
+                    ),
+                )
+            )
+            last_user = None
+    return latencies
+
+
+def _usage(session: AgentSession[Any]) -> Usage:
+    usage = Usage()
+    for model in session.usage.model_usage:
+        if isinstance(model, LLMModelUsage):
+            usage.llm_prompt_tokens += model.input_tokens
+            usage.llm_completion_tokens += model.output_tokens
+        elif isinstance(model, TTSModelUsage):
+            usage.tts_characters += model.characters_count
+        elif isinstance(model, STTModelUsage):
+            usage.stt_audio_seconds += model.audio_duration
+    return usage
+
+
+# One recorder per job, found again by the framework's on_session_end callback.
+_recorders: weakref.WeakKeyDictionary[JobContext, CallRecorder] = weakref.WeakKeyDictionary()
+
+
+def recorder_for(ctx: JobContext) -> CallRecorder:
+    if (recorder := _recorders.get(ctx)) is None:
+        recorder = CallRecorder(
+            job_id=ctx.job.id,
+            room=ctx.job.room.name,
+            agent_name=ctx.job.agent_name,
+            job_metadata=ctx.job.metadata,
+        )
+        _recorders[ctx] = recorder
+    return recorder

@@ -1,0 +1,67 @@
+"""Save a finished call record; it must never be lost, and never delay a hang-up.
+
+It runs after the call (the framework's on_session_end, after the room was deleted). If
+the database cannot be reached the record is appended to a local spool file instead, so
+an outage loses nothing (`python -m telephony calls import-spool` loads it later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from ..settings import Settings
+from .model import CallRecord
+from .store import CallStore, StoreError, database_url
+from .webhook import deliver_after_call
+
+logger = logging.getLogger("telephony.records")
+
+# One store per process: opening it creates or migrates the schema once.
+_stores: dict[str, CallStore] = {}
+
+
+def open_store(settings: Settings) -> CallStore:
+    url = database_url(settings.database_url, settings.call_records_path)
+    if url not in _stores:
+        _stores[url] = CallStore.open(url)
+    return _stores[url]
+
+
+def close_stores() -> None:
+    """Close every store this process opened (tests; a process exiting needs nothing)."""
+    while _stores:
+        _stores.popitem()[1].close()
+
+
+def spool_path(settings: Settings) -> Path:
+    return settings.call_records_path.parent / "unsaved-call-records.jsonl"
+
+
+async def save_record(record: CallRecord, settings: Settings) -> None:
+    try:
+        store = await asyncio.to_thread(open_store, settings)
+        await asyncio.to_thread(store.save, record, queue_webhook=bool(settings.webhook_url))
+    except StoreError as e:
+        path = spool_path(settings)
+        await asyncio.to_thread(_append_line, path, json.dumps(record.to_dict()))
+        logger.error("call record %s not saved (%s); kept in %s", record.record_id, e, path)
+        return
+    logger.info(
+        "call record saved: %s, %s, %.1f s",
+        record.outcome.value,
+        record.direction or "no call",
+        record.duration_seconds,
+        extra={"record_id": record.record_id, "call_id": record.call_id},
+    )
+    if settings.webhook_url:
+        # After the hang-up, so it delays no caller; bounded, and what fails stays queued.
+        await deliver_after_call(store, settings)
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
