@@ -276,7 +276,8 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
     )
     models = _with_tts_defaults(models)
 
-    prompts_dir = Path(_text(env, "PROMPTS_DIR", str(PROJECT_ROOT / "prompts")))
+    # Relative folders are relative to the project, wherever the worker is started from.
+    prompts_dir = PROJECT_ROOT / _text(env, "PROMPTS_DIR", "prompts")
     if not prompts_dir.is_dir():
         problems.append(f"PROMPTS_DIR={str(prompts_dir)!r} is not a folder")
 
@@ -298,9 +299,8 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         prompts_dir=prompts_dir,
         mask_phone_numbers=_flag(env, "MASK_PHONE_NUMBERS", True, problems),
         models=models,
-        call_records_path=Path(
-            _text(env, "CALL_RECORDS_PATH", str(PROJECT_ROOT / "data" / "calls.sqlite3"))
-        ),
+        call_records_path=PROJECT_ROOT
+        / _text(env, "CALL_RECORDS_PATH", str(PROJECT_ROOT / "data" / "calls.sqlite3")),
         database_url=_database_url(env, problems),
         webhook_url=_webhook_url(env, problems),
         webhook_secret=_text(env, "CALL_WEBHOOK_SECRET"),

@@ -955,6 +955,13 @@ def test_deliver_with_the_real_webhook_module(
     state = record_store.delivery_state("rec-c")
     assert (state.status, state.attempts, state.last_error) == ("pending", 1, "HTTP 400")
 
+    # The operator fixed the receiver: "deliver" sends now, not after the retry delay.
+    assert state.next_attempt_at is not None and state.next_attempt_at > time.time()
+    receiver.status = 200
+    result = run(capsys, "deliver")
+    assert (result.code, result.out.strip()) == (0, "delivered 1, failed 0"), result.err
+    assert record_store.delivery_state("rec-c").status == "delivered"
+
 
 # ------------------------------------------------------------------ the real entry point
 

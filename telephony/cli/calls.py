@@ -12,6 +12,7 @@ import asyncio
 import csv
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -177,12 +178,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = add_command(
         commands,
         "deliver",
-        summary="Send the queued webhook deliveries that are due, now (needs CALL_WEBHOOK_URL).",
+        summary="Send every queued webhook delivery now (needs CALL_WEBHOOK_URL).",
         details=(
-            "The same delivery the worker runs every minute: each due record is POSTed (up\n"
-            "to 3 tries), then marked delivered, or failed and due again after a growing delay\n"
-            "(30 s ... 6 h). Records still waiting out that delay are not sent early.\n"
-            "Exit 1 if any delivery failed."
+            "The same delivery the worker runs every minute, for every queued record, now:\n"
+            "records waiting out a retry delay are brought forward. Each is POSTed (up to 3\n"
+            "tries), then marked delivered, or failed and due again after a growing delay\n"
+            "(30 s ... 6 h). Exit 1 if any delivery failed."
         ),
         examples=[f"{P} deliver", f"{P} deliver --limit 200"],
         run=_deliver,
@@ -704,6 +705,7 @@ def _deliver(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise CliError(f"webhook delivery is not available in this version ({e})") from e
     with _open_store(settings) as (_, store):
+        store.make_pending_due(now=time.time())
         delivered, failed = asyncio.run(
             _deliver_due(deliver_pending, store, settings, limit=args.limit)
         )

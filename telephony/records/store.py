@@ -361,6 +361,22 @@ class CallStore:
                 )
         return [CallRecord.from_dict(row.record) for row in rows]
 
+    def make_pending_due(self, *, now: float) -> int:
+        """Bring every pending delivery that is waiting out a retry delay forward to now
+        (an operator's "retry now"); leased ones are left to their claimer. Returns how many."""
+        c = calls.c
+        stmt = (
+            sa.update(calls)
+            .where(
+                c.delivery_status == "pending",
+                c.delivery_next_attempt_at > now,
+                sa.or_(c.delivery_claimed_until.is_(None), c.delivery_claimed_until <= now),
+            )
+            .values(delivery_next_attempt_at=now)
+        )
+        with self._transaction(write=True) as conn:
+            return conn.execute(stmt).rowcount
+
     def mark_delivered(self, record_id: str, *, at: float) -> None:
         self._update_delivery(
             record_id,
