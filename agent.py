@@ -9,49 +9,54 @@ LLM may do in `tools/`, and the words in `prompts/`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Any
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli, room_io
+from livekit.agents import (
+    AMD,
+    NOT_GIVEN,
+    Agent,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    cli,
+    room_io,
+)
 from livekit.agents import vad as vad_base
 from livekit.plugins import silero
 
 from telephony import models
+from telephony.answering_machine import act_on_verdict, start_detector
 from telephony.call_context import CallContext, call_context_from_participant
 from telephony.call_control import CallControl
+from telephony.call_limits import user_away_timeout, watch_call_limits
 from telephony.call_state import CallState
+from telephony.config import CallConfig, load_config
+from telephony.contacts import look_up_caller
 from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
+from telephony.dtmf import attach_keypad
 from telephony.lifecycle import hang_up_when_session_closes
 from telephony.log_masking import install_phone_masking
+from telephony.noise_cancellation import caller_noise_filter
 from telephony.prompts import PromptError, Prompts
 from telephony.records.recorder import CallRecorder, recorder_for
 from telephony.records.saving import save_record
 from telephony.records.webhook import start_background_delivery
 from telephony.room import dialed_participant_identity, is_console_mode, wait_for_caller
 from telephony.settings import (
-    Settings,
     agent_name_from_env,
     load_env_files,
     parse_settings,
-    read_settings,
 )
 from tools import call_tools
 
 load_env_files()
 logger = logging.getLogger("agent")
-
-
-@dataclass(frozen=True)
-class Config:
-    settings: Settings
-    prompts: Prompts
-
-
-def load_config() -> Config:
-    """Settings and prompts, validated; raises SettingsError or PromptError listing all problems."""
-    settings = read_settings()
-    return Config(settings, Prompts.load(settings.prompts_dir))
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -75,12 +80,10 @@ def _mask_phone_numbers_in_logs() -> None:
 class TelephonyAgent(Agent):
     def __init__(self, state: CallState) -> None:
         self._state = state
+        self.participant_identity = state.context.participant_identity
         super().__init__(
             instructions=self.compose_instructions(),
-            tools=call_tools(
-                outbound=state.dial_request is not None,
-                can_transfer=bool(state.transfer_targets()),
-            ),
+            tools=call_tools(state),
         )
 
     def compose_instructions(self) -> str:
@@ -90,6 +93,10 @@ class TelephonyAgent(Agent):
             parts.append(self._state.render("transfer_instructions"))
         if self._state.dial_request is not None:
             parts.append(self._state.render("outbound_instructions"))
+        if self._state.after_hours:
+            parts.append(self._state.render("after_hours_instructions"))
+        if self._state.keypad_menu:
+            parts.append(self._state.render("keypad_instructions"))
         return "\n\n".join(parts)
 
     async def on_enter(self) -> None:
@@ -108,6 +115,8 @@ def build_session(state: CallState, vad: vad_base.VAD | None) -> AgentSession[Ca
         llm=models.build_llm(model_settings),
         tts=models.build_tts(model_settings),
         vad=vad,
+        # The framework's away timer drives the silence limit (telephony.call_limits).
+        user_away_timeout=user_away_timeout(state.settings),
         userdata=state,
     )
 
@@ -125,21 +134,21 @@ async def join_room(
 
 def greet(session: AgentSession[CallState], state: CallState) -> None:
     """The greeting: a fixed text needs no LLM round trip before the caller hears it."""
-    if state.settings.greeting_mode == "say":
-        session.say(state.render("inbound_greeting"))
-    else:
+    if state.after_hours:
+        session.say(state.render("after_hours_greeting"))
+    elif state.settings.greeting_mode == "generate":
         session.generate_reply(instructions=state.render("greeting_instructions"))
+    elif state.contact and state.contact.get("name"):
+        session.say(state.render("known_caller_greeting"))
+    else:
+        session.say(state.render("inbound_greeting"))
 
 
 async def save_call_record(ctx: JobContext) -> None:
     """After every job, whatever its ending (the framework calls this even after a crash)."""
     recorder = recorder_for(ctx)
-    state: CallState | None = recorder.session.userdata if recorder.session else None
-    record = recorder.finish(
-        ending=state.ending if state else None,
-        transfer_to=state.transferred_to if state else "",
-    )
-    config: Config = ctx.proc.userdata.get("config") or load_config()
+    record = recorder.finish(recorder.session.userdata if recorder.session else None)
+    config: CallConfig = ctx.proc.userdata.get("config") or load_config()
     await save_record(record, config.settings)
 
 
@@ -166,7 +175,7 @@ class CallJob:
     ctx: JobContext
     control: CallControl
     recorder: CallRecorder
-    config: Config | None = None
+    config: CallConfig | None = None
     vad: vad_base.VAD | None = None
 
     async def end(self, reason: str) -> None:
@@ -191,18 +200,32 @@ async def run_call(job: CallJob) -> None:
         await job.end(f"rejected: {e}")
         return
 
-    if dial is not None:
-        await place_call(job, config, dial)
-    else:
+    if dial is None:
         await answer_call(job, config)
+    elif config.calling_hours and not dial.force and config.outside_calling_hours():
+        reason = f"outside the calling hours ({config.calling_hours.describe()})"
+        logger.warning("refused outbound job in room %s: %s", ctx.job.room.name, reason)
+        job.recorder.set_context(outbound_context(ctx, dial))
+        job.recorder.outside_calling_hours(reason)
+        await job.end("outside calling hours")
+    else:
+        await place_call(job, config, dial)
 
 
-async def answer_call(job: CallJob, config: Config) -> None:
+def new_call_state(
+    job: CallJob, config: CallConfig, context: CallContext, dial: DialRequest | None = None
+) -> CallState:
+    state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
+    if config.keypad_menu is not None:
+        state.keypad_menu = config.keypad_menu.prompt
+    return state
+
+
+async def answer_call(job: CallJob, config: CallConfig) -> None:
     """An inbound caller (or a web client): find them; the agent greets them on entering."""
     ctx = job.ctx
     if is_console_mode():
         context = CallContext(room_name="console", direction="web", participant_identity="console")
-        room_options = room_io.RoomOptions()
     else:
         participant = await wait_for_caller(ctx, config.settings.caller_join_timeout_seconds)
         if participant is None:
@@ -211,42 +234,87 @@ async def answer_call(job: CallJob, config: Config) -> None:
             await job.end("no caller")
             return
         context = call_context_from_participant(participant, room_name=ctx.job.room.name)
-        room_options = room_io.RoomOptions(participant_identity=participant.identity)
 
     job.recorder.set_context(context)
     job.recorder.answered()
     ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
     logger.info("call connected", extra=ctx.log_context_fields)
-    state = CallState(config.settings, config.prompts, job.control, context)
+    state = new_call_state(job, config, context)
+    state.after_hours = config.after_hours()
+    # Both are bounded and never fail the call: at worst, no name and no extra filter.
+    state.contact, noise_filter = await asyncio.gather(
+        look_up_caller(config.contact_lookup, context.remote_number),
+        caller_noise_filter(config.settings, context, job.control.api),
+    )
     session = build_session(state, job.vad)
     job.recorder.attach(session)
     hang_up_when_session_closes(session, job.control, ctx)
+    room_options = (
+        room_io.RoomOptions() if is_console_mode() else caller_room_options(context, noise_filter)
+    )
     await join_room(session, TelephonyAgent(state), ctx, room_options)
+    attach_keypad(session, state, config.keypad_menu)
+    watch_call_limits(session, state)
 
 
-async def place_call(job: CallJob, config: Config, dial: DialRequest) -> None:
-    """Dial the number from the job metadata; once answered, let the callee speak first."""
-    ctx = job.ctx
-    identity = dialed_participant_identity(dial.phone_number)
-    context = CallContext(
+def caller_room_options(context: CallContext, noise_filter: Any | None) -> room_io.RoomOptions:
+    """Listen to this caller only (never another agent), through the noise filter if any."""
+    audio_input: Any = NOT_GIVEN
+    if noise_filter is not None:
+        audio_input = room_io.AudioInputOptions(noise_cancellation=noise_filter)
+    return room_io.RoomOptions(
+        participant_identity=context.participant_identity, audio_input=audio_input
+    )
+
+
+def outbound_context(ctx: JobContext, dial: DialRequest) -> CallContext:
+    """What is known of a call we place before it is answered."""
+    return CallContext(
         room_name=ctx.job.room.name,
         direction="outbound",
-        participant_identity=identity,
+        participant_identity=dialed_participant_identity(dial.phone_number),
         remote_number=dial.phone_number,
     )
+
+
+async def place_call(job: CallJob, config: CallConfig, dial: DialRequest) -> None:
+    """Dial the number from the job metadata; once answered, let the callee speak first."""
+    ctx = job.ctx
+    context = outbound_context(ctx, dial)
+    identity = context.participant_identity
     job.recorder.set_context(context)
-    state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
+    state = new_call_state(job, config, context, dial)
+    state.contact = await look_up_caller(config.contact_lookup, dial.phone_number)
     session = build_session(state, job.vad)
     job.recorder.attach(session)
     hang_up_when_session_closes(session, job.control, ctx)
     agent = TelephonyAgent(state)
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
     await join_room(session, agent, ctx, room_io.RoomOptions(participant_identity=identity))
+    attach_keypad(session, state, config.keypad_menu)
+    async with contextlib.AsyncExitStack() as stack:
+        detector = None
+        if config.settings.amd_enabled:
+            # Listening from before the dial; it holds the agent's speech until its verdict.
+            detector = await stack.enter_async_context(start_detector(session, identity))
+        await dial_and_converse(job, config, dial, session, agent, detector)
+
+
+async def dial_and_converse(
+    job: CallJob,
+    config: CallConfig,
+    dial: DialRequest,
+    session: AgentSession[CallState],
+    agent: TelephonyAgent,
+    detector: AMD | None,
+) -> None:
+    ctx, state, identity = job.ctx, session.userdata, agent.participant_identity
     result = await job.control.dial(
         trunk_id=config.settings.outbound_trunk_id,
         phone_number=dial.phone_number,
         participant_identity=identity,
         ring_timeout_seconds=config.settings.ring_timeout_seconds,
+        dtmf=dial.dtmf,
     )
     mask = config.settings.mask_phone_numbers
     if not result.answered:
@@ -255,7 +323,7 @@ async def place_call(job: CallJob, config: Config, dial: DialRequest) -> None:
             result.outcome.value,
             result.sip_status_code or "-",
             result.sip_status or result.error,
-            extra=context.log_fields(mask_numbers=mask),
+            extra=state.context.log_fields(mask_numbers=mask),
         )
         job.recorder.dial_failed(result)
         await job.end(f"dial failed: {result.outcome.value}")
@@ -263,6 +331,8 @@ async def place_call(job: CallJob, config: Config, dial: DialRequest) -> None:
         return
 
     job.recorder.answered()
+    # Ringing does not count towards the time limit.
+    watch_call_limits(session, state)
     # The SIP participant now carries the call id, our number and the trunk.
     if participant := ctx.room.remote_participants.get(identity):
         state.update_context(
@@ -273,6 +343,8 @@ async def place_call(job: CallJob, config: Config, dial: DialRequest) -> None:
     ctx.log_context_fields = state.context.log_fields(mask_numbers=mask)
     # No greeting: the callee speaks first, and the agent answers their turn.
     logger.info("outbound call answered", extra=ctx.log_context_fields)
+    if detector is not None:
+        await act_on_verdict(detector, session, state)
 
 
 def _settings_problems(argv: list[str]) -> list[str]:

@@ -84,6 +84,11 @@ class CallControl:
         return self._api is not None
 
     @property
+    def api(self) -> api.LiveKitAPI | None:
+        """The server API this call talks to; None in console mode."""
+        return self._api
+
+    @property
     def hang_up_task(self) -> asyncio.Task[bool] | None:
         """The hang-up under way or done, if one was started."""
         return self._hang_up_task
@@ -95,8 +100,12 @@ class CallControl:
         phone_number: str,
         participant_identity: str,
         ring_timeout_seconds: float,
+        dtmf: str = "",
     ) -> DialResult:
-        """Place the call and wait until it is answered or fails."""
+        """Place the call and wait until it is answered or fails.
+
+        `dtmf` (e.g. "ww1234#", from the dial request) is played by LiveKit once the call
+        is answered, to reach an extension; "" plays nothing."""
         if self._api is None:
             logger.warning("no LiveKit server (console mode): not dialing")
             return DialResult(DialOutcome.FAILED, participant_identity, error="no LiveKit server")
@@ -108,6 +117,7 @@ class CallControl:
             participant_name=phone_number,
             wait_until_answered=True,
             ringing_timeout=Duration(seconds=int(ring_timeout_seconds)),
+            dtmf=dtmf,
         )
         try:
             await self._api.sip.create_sip_participant(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .call_context import CallContext
@@ -25,9 +26,22 @@ class CallState:
     # How the agent ended the call, when a tool ended it (goodbye, transfer, voicemail).
     ending: Outcome | None = None
     transferred_to: str = ""
+    # Why the agent ended the call when the ending alone does not say (silence, time limit).
+    end_reason: str = ""
+    # The caller's contact record from the lookup (name and other fields), if known.
+    contact: Mapping[str, str] | None = None
+    # The call came in outside business hours: the agent takes a message.
+    after_hours: bool = False
+    # The answering-machine detector's verdict, on outbound calls where it ran.
+    amd_verdict: str = ""
+    # The keypad menu in words ("For sales press 1, ..."), when a menu is configured.
+    keypad_menu: str = ""
 
     def transfer_targets(self) -> dict[str, str]:
-        """Destination name -> URI: the configured ones, plus this call's own `transfer_to`."""
+        """Destination name -> URI: the configured ones, plus this call's own `transfer_to`.
+        None after hours: nobody is there to take the call."""
+        if self.after_hours:
+            return {}
         targets = dict(self.settings.transfer_destinations)
         if self.dial_request and self.dial_request.transfer_to:
             targets[CALL_TRANSFER_TARGET] = self.dial_request.transfer_to
@@ -35,10 +49,15 @@ class CallState:
 
     def prompt_values(self) -> dict[str, str]:
         names = sorted(self.transfer_targets())
+        contact = self.contact or {}
+        details = ", ".join(f"{k}={v}" for k, v in sorted(contact.items()) if v)
         return {
             **self.context.prompt_fields(),
             "company_name": self.settings.company_name,
             "transfer_destinations": ", ".join(names) if names else "none configured",
+            "caller_name": contact.get("name", ""),
+            "contact_details": details or "none",
+            "keypad_menu": self.keypad_menu or "none",
         }
 
     def render(self, prompt_name: str) -> str:

@@ -3,11 +3,16 @@
 `lk dispatch create --metadata '{"phone_number": "+15105550123"}'` (or the agent
 dispatch API) puts a JSON object in the job metadata. An empty metadata means no
 dial: the job waits for whoever joins (an inbound caller, a web client).
+
+Keys: `phone_number` (E.164, required), `transfer_to` (a number or SIP URI for this
+call's "default" transfer), `dtmf` (keys LiveKit plays once the call is answered, to
+reach an extension: digits, `*`, `#`, and `w` for a half-second pause, e.g. "ww1234#").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from .phone_numbers import InvalidDestination, require_e164, transfer_uri
@@ -22,10 +27,17 @@ class DialRequest:
     phone_number: str
     # Where a transfer of this call goes (a 'tel:' or 'sip:' URI), if the dispatcher set one.
     transfer_to: str | None = None
+    # Keys played once the call is answered (an extension), e.g. "ww1234#"; "" for none.
+    dtmf: str = ""
+    # Dial even outside OUTBOUND_CALLING_HOURS (an operator's deliberate choice).
+    force: bool = False
 
 
-_KNOWN_KEYS = {"phone_number", "transfer_to"}
+_KNOWN_KEYS = {"phone_number", "transfer_to", "dtmf", "force"}
 _EXAMPLE = '{"phone_number": "+15105550123"}'
+# LiveKit plays these after answer: 0-9 * # are keys, w (or W) waits half a second.
+_DTMF = re.compile(r"[0-9*#wW]*")
+MAX_DTMF_LENGTH = 32
 
 
 def parse_dial_request(metadata: str | None) -> DialRequest | None:
@@ -58,4 +70,35 @@ def parse_dial_request(metadata: str | None) -> DialRequest | None:
             transfer_to = transfer_uri(transfer_to, field="transfer_to")
     except InvalidDestination as e:
         raise InvalidMetadata(f"job metadata: {e}") from None
-    return DialRequest(phone_number=phone_number, transfer_to=transfer_to)
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise InvalidMetadata(
+            f"job metadata: force must be true or false, got {type(force).__name__}"
+        )
+    return DialRequest(
+        phone_number=phone_number,
+        transfer_to=transfer_to,
+        dtmf=_dtmf(data.get("dtmf")),
+        force=force,
+    )
+
+
+def _dtmf(value: object) -> str:
+    """The `dtmf` key: keys to play after answer, checked before any call is placed."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidMetadata(
+            f"job metadata: dtmf must be a string like 'ww1234#', got {type(value).__name__}"
+        )
+    if not _DTMF.fullmatch(value):
+        raise InvalidMetadata(
+            f"job metadata: dtmf {value!r} may only contain digits, *, # and w "
+            "(a half-second pause)"
+        )
+    if len(value) > MAX_DTMF_LENGTH:
+        raise InvalidMetadata(
+            f"job metadata: dtmf {value!r} is {len(value)} characters long; "
+            f"at most {MAX_DTMF_LENGTH} are allowed"
+        )
+    return value

@@ -21,6 +21,14 @@ PROMPT_NAMES = (
     "outbound_instructions",  # added to the instructions on calls we placed
     "voicemail",  # the message left on an answering machine
     "transfer_announcement",  # spoken just before a transfer
+    "known_caller_greeting",  # spoken instead of inbound_greeting to a caller found in contacts
+    "after_hours_greeting",  # spoken to inbound callers outside business hours
+    "after_hours_instructions",  # added to the instructions outside business hours
+    "still_there",  # asked once when the caller has been silent for a while
+    "silence_goodbye",  # said before hanging up on a caller who stayed silent
+    "time_limit_goodbye",  # said before hanging up when the call reaches its time limit
+    "warm_transfer_hold",  # said before the caller is put on hold for a warm transfer
+    "keypad_instructions",  # added to the instructions when a keypad menu is configured
 )
 
 # What a template may ask for. Values come from settings and the call context.
@@ -33,6 +41,9 @@ PLACEHOLDERS = frozenset(
         "call_id",
         "custom_attributes",
         "transfer_destinations",
+        "caller_name",  # from the contacts lookup; empty for an unknown caller
+        "contact_details",  # the caller's contact record as "field=value, ..." or "none"
+        "keypad_menu",  # the keypad menu in words, from DTMF_MENU_FILE, or "none"
     }
 )
 

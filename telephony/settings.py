@@ -48,6 +48,18 @@ SETTING_NAMES = (
     "DATABASE_URL",
     "CALL_WEBHOOK_URL",
     "CALL_WEBHOOK_SECRET",
+    "AMD_ENABLED",
+    "SILENCE_TIMEOUT_SECONDS",
+    "MAX_CALL_DURATION_SECONDS",
+    "BUSINESS_HOURS",
+    "BUSINESS_TIMEZONE",
+    "BUSINESS_HOLIDAYS_FILE",
+    "OUTBOUND_CALLING_HOURS",
+    "CONTACTS_FILE",
+    "CONTACT_LOOKUP",
+    "DTMF_MENU_FILE",
+    "WARM_TRANSFER",
+    "NOISE_CANCELLATION",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -106,6 +118,27 @@ class Settings:
     database_url: str = field(default="", repr=False)
     webhook_url: str = ""
     webhook_secret: str = field(default="", repr=False)
+    # Outbound: answering-machine detection from the callee's audio, before the agent speaks.
+    amd_enabled: bool = True
+    # Ask "are you still there?" after this much silence, then hang up; 0 turns it off.
+    silence_timeout_seconds: float = 15.0
+    # Wrap up and hang up after this long; 0 means no limit.
+    max_call_duration_seconds: float = 0.0
+    # Opening hours, e.g. "mon-fri 09:00-17:00, sat 10:00-13:00"; empty means always open.
+    business_hours: str = ""
+    business_timezone: str = "UTC"
+    business_holidays_file: Path | None = None
+    # When outbound calls may be placed; empty means the same as business_hours.
+    outbound_calling_hours: str = ""
+    # Caller lookup: a CSV or JSON file, or "package.module:function" replacing the lookup.
+    contacts_file: Path | None = None
+    contact_lookup: str = ""
+    # Keypad menu ("press 1 for sales"): a JSON file; empty means no menu.
+    dtmf_menu_file: Path | None = None
+    # Offer a warm transfer (hold music, a briefed human) beside the cold one; LiveKit Cloud.
+    warm_transfer: bool = False
+    # "off" or "bvc-telephony" (livekit-plugins-noise-cancellation, LiveKit Cloud).
+    noise_cancellation: str = "off"
 
     def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
         """What a worker command needs that is not set: one line each, with the fix.
@@ -208,6 +241,27 @@ def _url(env: Mapping[str, str], problems: list[str]) -> str:
     return url
 
 
+def _optional_path(env: Mapping[str, str], name: str, problems: list[str]) -> Path | None:
+    """A file setting: empty means none; relative paths are relative to the project."""
+    raw = _text(env, name)
+    if not raw:
+        return None
+    path = PROJECT_ROOT / raw
+    if not path.is_file():
+        problems.append(f"{name}={raw!r}: no such file")
+    return path
+
+
+def _telephony_depth_problems(settings: Settings) -> list[str]:
+    """Checks that need other modules: the schedule, the time zone, lookup and menu files.
+
+    Each module validates its own format; importing them here keeps one place that
+    reports every problem at start-up."""
+    from .settings_checks import check_settings
+
+    return check_settings(settings)
+
+
 def _database_url(env: Mapping[str, str], problems: list[str]) -> str:
     url = _text(env, "DATABASE_URL")
     if url and not url.startswith(("postgresql://", "postgres://", "postgresql+", "sqlite:")):
@@ -304,7 +358,26 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         database_url=_database_url(env, problems),
         webhook_url=_webhook_url(env, problems),
         webhook_secret=_text(env, "CALL_WEBHOOK_SECRET"),
+        amd_enabled=_flag(env, "AMD_ENABLED", True, problems),
+        silence_timeout_seconds=_seconds(
+            env, "SILENCE_TIMEOUT_SECONDS", 15.0, problems, low=0, high=600
+        ),
+        max_call_duration_seconds=_seconds(
+            env, "MAX_CALL_DURATION_SECONDS", 0.0, problems, low=0, high=24 * 3600
+        ),
+        business_hours=_text(env, "BUSINESS_HOURS"),
+        business_timezone=_text(env, "BUSINESS_TIMEZONE", "UTC"),
+        business_holidays_file=_optional_path(env, "BUSINESS_HOLIDAYS_FILE", problems),
+        outbound_calling_hours=_text(env, "OUTBOUND_CALLING_HOURS"),
+        contacts_file=_optional_path(env, "CONTACTS_FILE", problems),
+        contact_lookup=_text(env, "CONTACT_LOOKUP"),
+        dtmf_menu_file=_optional_path(env, "DTMF_MENU_FILE", problems),
+        warm_transfer=_flag(env, "WARM_TRANSFER", False, problems),
+        noise_cancellation=_choice(
+            env, "NOISE_CANCELLATION", "off", ("off", "bvc-telephony"), problems
+        ),
     )
+    problems.extend(_telephony_depth_problems(settings))
     if settings.webhook_url and not settings.webhook_secret:
         problems.append(
             "CALL_WEBHOOK_SECRET is not set: every webhook is signed, so set a long random "

@@ -4,11 +4,17 @@ The room is a real `rtc.Room` that reports itself connected and into which tests
 participants the way the SDK does (`participant_active`). `agent.join_room`, the one line
 that needs a real LiveKit connection, is replaced by a text-and-audio-sink session start;
 everything else in the entrypoint runs as in production.
+
+With `audio_input=` (e.g. a `tests.audio_input.CallerAudio`), the session also hears the
+callee: that input stands where RoomIO's audio input would be, and the worker's prewarmed
+VAD (silero, as `agent.prewarm` loads it) is handed to the job, so VAD, STT and
+answering-machine detection run on real audio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,8 +24,10 @@ from dataclasses import dataclass, field
 import pytest
 from livekit import rtc
 from livekit.agents import AgentSession, JobContext, room_io
+from livekit.agents import vad as vad_base
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
+from livekit.agents.voice import io
 from livekit.agents.voice.events import CloseReason
 from livekit.rtc._proto import participant_pb2
 
@@ -97,6 +105,14 @@ class JobRun:
         await asyncio.wait_for(session_end(self.ctx), timeout)
 
 
+@functools.cache
+def prewarmed_vad() -> vad_base.VAD:
+    """The silero VAD, loaded once per test process like the worker's prewarm does."""
+    from livekit.plugins import silero
+
+    return silero.VAD.load()
+
+
 @asynccontextmanager
 async def job(
     monkeypatch: pytest.MonkeyPatch,
@@ -107,8 +123,13 @@ async def job(
     room_name: str = "call-_+15105550123_abc",
     env: dict[str, str] | None = None,
     audio_speed: float = 4.0,
+    audio_input: io.AudioInput | None = None,
+    vad: vad_base.VAD | None = None,
 ) -> AsyncIterator[JobRun]:
-    """Start the entrypoint as the worker would for one job; the test drives the call."""
+    """Start the entrypoint as the worker would for one job; the test drives the call.
+
+    `audio_input` is what the session hears from the room (none: text only); with it, the
+    job gets `vad` (default: the prewarmed silero VAD) as the worker's prewarm provides it."""
     for name, value in {
         "OPENAI_API_KEY": "test",
         "OPENAI_BASE_URL": llm.base_url,
@@ -126,6 +147,8 @@ async def job(
         run.room_options = room_options
         run.sessions.append(session)
         session.output.audio = run.sink
+        if audio_input is not None:
+            session.input.audio = audio_input
         await session.start(telephony_agent)
 
     monkeypatch.setattr(agent, "join_room", join_without_server)
@@ -134,6 +157,8 @@ async def job(
         with fake_job_context(room=room, job_metadata=metadata, job_id=job_id) as ctx:
             run.ctx = ctx
             ctx._on_shutdown = run.shutdown_reasons.append
+            if audio_input is not None:
+                ctx.proc.userdata["vad"] = vad or prewarmed_vad()
             run.task = asyncio.create_task(agent.entrypoint(ctx))
             try:
                 yield run

@@ -37,8 +37,23 @@ async def test_dial_request_as_the_server_receives_it(control, livekit_server):
     assert request.participant_identity == "sip-15105550123"
     assert request.wait_until_answered is True
     assert request.ringing_timeout.seconds == 25
+    assert request.dtmf == ""  # no extension to dial unless asked
     # The token carried the SIP call grant the server requires.
     assert call.claims.sip.call is True
+
+
+async def test_extension_digits_go_with_the_dial_request(control, livekit_server):
+    result = await control.dial(
+        trunk_id="ST_outbound",
+        phone_number="+15105550123",
+        participant_identity="sip-15105550123",
+        ring_timeout_seconds=30,
+        dtmf="ww1234#",
+    )
+    assert result.answered
+    (call,) = livekit_server.calls("CreateSIPParticipant")
+    # LiveKit plays these keys once the callee answers.
+    assert call.request.dtmf == "ww1234#"
 
 
 @pytest.mark.parametrize(

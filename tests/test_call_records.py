@@ -17,7 +17,8 @@ from tests.standins.livekit_server import RecordedRequest, sip_call_error
 from tests.standins.openai_server import reply, tool_call
 
 TIMEOUT = 15
-OUTBOUND = {"SIP_OUTBOUND_TRUNK_ID": "ST_outbound"}
+# Answering-machine detection needs the callee's audio; these flows are text-only (see test_amd.py).
+OUTBOUND = {"SIP_OUTBOUND_TRUNK_ID": "ST_outbound", "AMD_ENABLED": "false"}
 DIAL = json.dumps({"phone_number": "+15105550123"})
 CALLEE = {
     "sip.phoneNumber": "+15105550123",
@@ -202,3 +203,29 @@ async def test_unreachable_database_keeps_the_record_in_the_spool(
     (line,) = spool.read_text().splitlines()
     assert CallRecord.from_dict(json.loads(line)).outcome is Outcome.CALLER_HUNG_UP
     assert "not saved" in caplog.text and "secret-pw" not in caplog.text
+
+
+async def test_silent_caller_is_agent_ended_for_silence(monkeypatch, livekit_server, openai_server):
+    env = {"SILENCE_TIMEOUT_SECONDS": "1"}
+    async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+        await inbound_call(run)
+        await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
+        await run.end_job()
+    record = the_record(run)
+    assert (record.outcome, record.end_reason) == (Outcome.AGENT_ENDED, "silence")
+    said = [t.text for t in record.transcript if t.role == "assistant"]
+    assert said[1:] == [
+        "Are you still there?",
+        "I haven't heard anything, so I'll end the call now. Please call back anytime. Goodbye.",
+    ]
+
+
+async def test_time_limit_is_agent_ended_for_the_limit(monkeypatch, livekit_server, openai_server):
+    env = {"MAX_CALL_DURATION_SECONDS": "1", "SILENCE_TIMEOUT_SECONDS": "0"}
+    async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+        await inbound_call(run)
+        await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
+        await run.end_job()
+    record = the_record(run)
+    assert (record.outcome, record.end_reason) == (Outcome.AGENT_ENDED, "time-limit")
+    assert "time limit" in record.transcript[-1].text

@@ -66,10 +66,10 @@ def test_broken_prompt_stops_the_worker_before_any_call(tmp_path):
     prompts.mkdir()
     for source in (PROJECT_ROOT / "prompts").iterdir():
         (prompts / source.name).write_text(source.read_text())
-    (prompts / "inbound_greeting.txt").write_text("Hi {caller_name}!")
+    (prompts / "inbound_greeting.txt").write_text("Hi {first_name}!")
     result = run_agent("console", env={"PROMPTS_DIR": str(prompts)})
     assert result.returncode == 1
-    assert "unknown placeholder(s) {caller_name}" in result.stdout
+    assert "unknown placeholder(s) {first_name}" in result.stdout
 
 
 def test_download_files_needs_no_settings():

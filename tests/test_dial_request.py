@@ -1,5 +1,7 @@
 """Job metadata -> dial request: valid, empty, malformed, wrong numbers, wrong types."""
 
+import json
+
 import pytest
 
 from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
@@ -15,6 +17,25 @@ def test_sip_transfer_target_is_kept():
         '{"phone_number": "+15105550123", "transfer_to": "sip:desk@pbx.example.com"}'
     )
     assert request and request.transfer_to == "sip:desk@pbx.example.com"
+
+
+@pytest.mark.parametrize(
+    ("dtmf", "expected"),
+    [
+        ("ww1234#", "ww1234#"),
+        ("*9W0", "*9W0"),
+        ("", ""),
+        ("w" * 32, "w" * 32),
+    ],
+)
+def test_extension_digits_are_kept(dtmf, expected):
+    request = parse_dial_request(json.dumps({"phone_number": "+15105550123", "dtmf": dtmf}))
+    assert request and request.dtmf == expected
+
+
+def test_no_extension_digits_by_default():
+    request = parse_dial_request('{"phone_number": "+15105550123"}')
+    assert request and request.dtmf == ""
 
 
 @pytest.mark.parametrize("metadata", [None, "", "   ", "\n"])
@@ -39,6 +60,14 @@ def test_empty_metadata_means_no_dial(metadata):
         ('{"phone_number": "+15105550123", "transfer_to": 42}', "transfer_to must be a string"),
         ('{"phone_number": "+15105550123", "transfer_to": "555"}', "not a transfer destination"),
         ('{"phone_number": "+15105550123", "phonenumber": "x"}', "unknown key(s) 'phonenumber'"),
+        (
+            '{"phone_number": "+15105550123", "dtmf": "ext 12"}',
+            "job metadata: dtmf 'ext 12' may only contain digits, *, # and w (a half-second pause)",
+        ),
+        ('{"phone_number": "+15105550123", "dtmf": "12p3"}', "may only contain digits"),
+        ('{"phone_number": "+15105550123", "dtmf": "123\\n"}', "may only contain digits"),
+        ('{"phone_number": "+15105550123", "dtmf": 1234}', "dtmf must be a string"),
+        (json.dumps({"phone_number": "+15105550123", "dtmf": "1" * 33}), "at most 32"),
     ],
 )
 def test_invalid_metadata_names_the_problem(metadata, names):

@@ -14,7 +14,8 @@ from tests.standins.livekit_server import RecordedRequest, sip_call_error
 from tests.standins.openai_server import reply
 
 TIMEOUT = 15
-OUTBOUND_ENV = {"SIP_OUTBOUND_TRUNK_ID": "ST_outbound"}
+# Answering-machine detection needs the callee's audio; these flows are text-only (see test_amd.py).
+OUTBOUND_ENV = {"SIP_OUTBOUND_TRUNK_ID": "ST_outbound", "AMD_ENABLED": "false"}
 DIAL = json.dumps({"phone_number": "+15105550123", "transfer_to": "+15105550199"})
 CALLEE_ATTRIBUTES = {
     "sip.phoneNumber": "+15105550123",
@@ -193,6 +194,11 @@ async def test_unanswered_call_is_logged_and_the_room_deleted(
         ('{"phone_number": 15105550123}', OUTBOUND_ENV, "must be a string"),
         ('{"number": "+15105550123"}', OUTBOUND_ENV, "unknown key(s) 'number'"),
         ("{}", OUTBOUND_ENV, "no 'phone_number'"),
+        (
+            '{"phone_number": "+15105550123", "dtmf": "ext 12"}',
+            OUTBOUND_ENV,
+            "dtmf 'ext 12' may only contain digits, *, # and w",
+        ),
         (DIAL, {}, "SIP_OUTBOUND_TRUNK_ID is not set"),
     ],
 )

@@ -1,5 +1,7 @@
 """The record's derived parts: per-turn latency pairing and the outcome's precedence."""
 
+from types import SimpleNamespace
+
 from livekit.agents import llm
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
@@ -51,7 +53,14 @@ def test_a_tool_ending_wins_over_the_caller_leaving_afterwards():
     recorder = _recorder()
     recorder.answered()
     recorder._on_close(CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))
-    record = recorder.finish(ending=Outcome.TRANSFERRED, transfer_to="tel:+15550001111")
+    state = SimpleNamespace(
+        ending=Outcome.TRANSFERRED,
+        transferred_to="tel:+15550001111",
+        end_reason="",
+        amd_verdict="",
+        after_hours=False,
+    )
+    record = recorder.finish(state)
     assert record.outcome is Outcome.TRANSFERRED and record.transfer_to == "tel:+15550001111"
 
 

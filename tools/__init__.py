@@ -6,20 +6,35 @@ for the LLM and an honest result when something fails.
 
 from livekit.agents import llm
 
+from telephony.call_state import CallState
+
 from .end_call import end_call_tool
+from .keypad import collect_keypad_digits
 from .transfer import transfer_call
 from .voicemail import detected_answering_machine
+from .warm_transfer import warm_transfer_call
 
 
-def call_tools(*, outbound: bool, can_transfer: bool) -> list[llm.Tool | llm.Toolset]:
-    """The tools for one call: voicemail only where we placed the call, transfer only
-    where somewhere to transfer to is configured."""
+def call_tools(state: CallState) -> list[llm.Tool | llm.Toolset]:
+    """The tools for one call: each only where it can work on this call."""
+    settings = state.settings
     tools: list[llm.Tool | llm.Toolset] = [end_call_tool()]
-    if can_transfer:
+    if state.transfer_targets():
         tools.append(transfer_call)
-    if outbound:
+        if settings.warm_transfer and settings.outbound_trunk_id:
+            tools.append(warm_transfer_call)
+    if state.context.is_phone_call:
+        tools.append(collect_keypad_digits)
+    if state.dial_request is not None:
         tools.append(detected_answering_machine)
     return tools
 
 
-__all__ = ["call_tools", "detected_answering_machine", "end_call_tool", "transfer_call"]
+__all__ = [
+    "call_tools",
+    "collect_keypad_digits",
+    "detected_answering_machine",
+    "end_call_tool",
+    "transfer_call",
+    "warm_transfer_call",
+]

@@ -1,4 +1,7 @@
-"""Leave a voicemail message and hang up, when the LLM hears an answering machine."""
+"""Leave a voicemail message and hang up, when the LLM hears an answering machine.
+
+The audio-based detector (telephony.answering_machine) usually gets there first; this tool
+is the fallback when the LLM recognises a voicemail greeting the detector did not."""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import logging
 
 from livekit.agents import RunContext, function_tool
 
+from telephony.answering_machine import leave_voicemail
 from telephony.call_state import CallState
-from telephony.records.model import Outcome
 
 logger = logging.getLogger("tools.voicemail")
 
@@ -16,12 +19,5 @@ logger = logging.getLogger("tools.voicemail")
 async def detected_answering_machine(context: RunContext[CallState]) -> None:
     """Call this when you reach a voicemail system or answering machine, AFTER its greeting
     has finished. Do not say anything yourself: the voicemail message is left for you."""
-    state = context.userdata
-    state.ending = Outcome.VOICEMAIL
-    logger.info("answering machine detected: leaving the voicemail message")
-    message = context.session.say(
-        state.render("voicemail"), allow_interruptions=False, add_to_chat_ctx=True
-    )
-    await message.wait_for_playout()
-    state.control.hang_up()
-    context.session.shutdown()
+    logger.info("answering machine detected by the LLM: leaving the voicemail message")
+    await leave_voicemail(context.session, context.userdata)

@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     INVALID_NUMBER = "invalid-number"
     FAILED = "failed"  # a dial that failed otherwise, or a crash in the call flow
     REJECTED_METADATA = "rejected-metadata"  # the job's metadata was not a valid dial request
+    OUTSIDE_HOURS = "outside-hours"  # an outbound job refused outside the calling hours
 
 
 @dataclass
@@ -83,6 +84,12 @@ class CallRecord:
     ended_at: float = 0.0
     outcome: Outcome = Outcome.FAILED
     transfer_to: str = ""
+    # Why the agent ended the call when the outcome alone does not say ("silence", "time-limit").
+    end_reason: str = ""
+    # The answering-machine detector's verdict on an outbound call (human, machine-vm, ...).
+    amd: str = ""
+    # The call came in outside business hours (the agent took a message).
+    after_hours: bool = False
     sip_status_code: int | None = None
     sip_status: str = ""
     error: str = ""

@@ -16,6 +16,7 @@ from livekit.agents.voice.events import CloseEvent, CloseReason
 
 from ..call_context import CallContext
 from ..call_control import DialResult
+from ..call_state import CallState
 from .model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
 
 
@@ -53,6 +54,10 @@ class CallRecorder:
         self._outcome = Outcome.REJECTED_METADATA
         self.record.error = reason
 
+    def outside_calling_hours(self, reason: str) -> None:
+        self._outcome = Outcome.OUTSIDE_HOURS
+        self.record.error = reason
+
     def dial_failed(self, result: DialResult) -> None:
         self._outcome = Outcome(result.outcome.value)
         self.record.sip_status_code = result.sip_status_code
@@ -83,14 +88,21 @@ class CallRecorder:
 
     # -- the finished record
 
-    def finish(self, *, ending: Outcome | None = None, transfer_to: str = "") -> CallRecord:
-        """The complete record; the same object however often it is asked for."""
+    def finish(self, state: CallState | None = None) -> CallRecord:
+        """The complete record; the same object however often it is asked for.
+
+        `state` is the call's shared state, where the tools note how they ended the call."""
         if self._finished is not None:
             return self._finished
         r = self.record
         r.ended_at = time.time()
-        r.outcome = self._decide_outcome(ending)
-        r.transfer_to = transfer_to if r.outcome is Outcome.TRANSFERRED else ""
+        r.outcome = self._decide_outcome(state.ending if state else None)
+        if state is not None:
+            if r.outcome is Outcome.TRANSFERRED:
+                r.transfer_to = state.transferred_to
+            r.end_reason = state.end_reason
+            r.amd = state.amd_verdict
+            r.after_hours = state.after_hours
         if not r.error and self._close_error:
             r.error = self._close_error
         if self._session is not None:
