@@ -53,3 +53,9 @@ def test_literal_braces_are_allowed(prompts_copy: Path):
     prompts = Prompts.load(prompts_copy)
     values = dict.fromkeys(PLACEHOLDERS, "") | {"company_name": "Acme"}
     assert prompts.render("voicemail", values) == "Press {1} for Acme."
+
+
+def test_the_readme_lists_every_prompt_and_placeholder():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert [n for n in PROMPT_NAMES if f"| `{n}.txt` |" not in readme] == []
+    assert [p for p in PLACEHOLDERS if f"| `{{{p}}}` |" not in readme] == []

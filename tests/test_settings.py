@@ -109,3 +109,22 @@ def test_secrets_do_not_appear_in_repr():
     settings = read_settings(COMPLETE)
     assert "secret" not in repr(settings).replace("api_secret", "")
     assert "sk-test" not in repr(settings)
+
+
+def test_every_setting_is_documented_in_env_example_and_the_readme():
+    from telephony.settings import PROJECT_ROOT, SETTING_NAMES
+
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line}
+    assert [n for n in SETTING_NAMES if n not in documented] == []
+    assert [n for n in SETTING_NAMES if f"| `{n}` |" not in readme] == []
+
+
+def test_env_example_is_a_valid_configuration():
+    from dotenv import dotenv_values
+
+    from telephony.settings import PROJECT_ROOT
+
+    values = {k: v or "" for k, v in dotenv_values(PROJECT_ROOT / ".env.example").items()}
+    read_settings(values)  # raises with every problem if the example is broken
