@@ -51,8 +51,13 @@ class CallState:
         names = sorted(self.transfer_targets())
         contact = self.contact or {}
         details = ", ".join(f"{k}={v}" for k, v in sorted(contact.items()) if v)
+        fields = self.context.prompt_fields()
+        if self.dial_request and self.dial_request.context:
+            # The dispatcher's details about the callee join the phone system's.
+            extra = dict(self.context.custom_attributes) | dict(self.dial_request.context)
+            fields["custom_attributes"] = ", ".join(f"{k}={v}" for k, v in sorted(extra.items()))
         return {
-            **self.context.prompt_fields(),
+            **fields,
             "company_name": self.settings.company_name,
             "transfer_destinations": ", ".join(names) if names else "none configured",
             "caller_name": contact.get("name", ""),

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .phone_numbers import InvalidDestination, require_e164, transfer_uri
 
@@ -31,9 +32,12 @@ class DialRequest:
     dtmf: str = ""
     # Dial even outside OUTBOUND_CALLING_HOURS (an operator's deliberate choice).
     force: bool = False
+    # What the dispatcher knows about this call (a campaign row's columns, `--meta k=v`),
+    # given to the agent with the call's other details.
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
-_KNOWN_KEYS = {"phone_number", "transfer_to", "dtmf", "force"}
+_KNOWN_KEYS = {"phone_number", "transfer_to", "dtmf", "force", "context"}
 _EXAMPLE = '{"phone_number": "+15105550123"}'
 # LiveKit plays these after answer: 0-9 * # are keys, w (or W) waits half a second.
 _DTMF = re.compile(r"[0-9*#wW]*")
@@ -80,7 +84,27 @@ def parse_dial_request(metadata: str | None) -> DialRequest | None:
         transfer_to=transfer_to,
         dtmf=_dtmf(data.get("dtmf")),
         force=force,
+        context=_context(data.get("context")),
     )
+
+
+def _context(value: object) -> dict[str, str]:
+    """The `context` key: a flat object of text (numbers and booleans are taken as text)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidMetadata(
+            'job metadata: context must be an object like {"name": "Dana"}, '
+            f"got {type(value).__name__}"
+        )
+    context: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, (dict, list)) or item is None:
+            raise InvalidMetadata(
+                f"job metadata: context {key!r} must be text, a number or true/false"
+            )
+        context[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    return context
 
 
 def _dtmf(value: object) -> str:

@@ -179,3 +179,12 @@ async def test_outbound_callee_record_reaches_the_instructions(
         await run.wait_until_done()
         assert "reason=appointment reminder" in run.session.current_agent.instructions
         assert openai_server.speech_requests == []  # the callee still speaks first
+
+
+async def test_dispatcher_context_reaches_the_agent(monkeypatch, livekit_server, openai_server):
+    metadata = json.dumps({"phone_number": CALLER, "context": {"order": "A-17", "due": "Tuesday"}})
+    async with job(
+        monkeypatch, livekit_server, openai_server, metadata=metadata, env=outbound_env()
+    ) as run:
+        await run.wait_until_done()
+        assert "due=Tuesday, order=A-17" in run.session.current_agent.instructions

@@ -74,3 +74,18 @@ def test_invalid_metadata_names_the_problem(metadata, names):
     with pytest.raises(InvalidMetadata) as caught:
         parse_dial_request(metadata)
     assert names in str(caught.value)
+
+
+def test_dispatcher_context_is_kept_as_text():
+    request = parse_dial_request(
+        '{"phone_number": "+15105550123", "context": {"name": "Dana", "visits": 3, "vip": true}}'
+    )
+    assert request and request.context == {"name": "Dana", "visits": "3", "vip": "true"}
+
+
+@pytest.mark.parametrize(
+    "context", ['"Dana"', '{"name": {"first": "Dana"}}', '{"tags": ["a"]}', '{"x": null}']
+)
+def test_context_must_be_a_flat_object(context):
+    with pytest.raises(InvalidMetadata, match="context"):
+        parse_dial_request(f'{{"phone_number": "+15105550123", "context": {context}}}')
