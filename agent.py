@@ -69,7 +69,8 @@ server = AgentServer(setup_fnc=prewarm)
 
 
 @server.on("worker_started")
-def _mask_phone_numbers_in_logs() -> None:
+def _on_worker_started() -> None:
+    """In the worker process: mask numbers in logs, and retry queued webhooks."""
     # The worker's log handlers exist from here on; job processes forward their records here.
     settings = parse_settings()[0]
     install_phone_masking(settings.mask_phone_numbers)

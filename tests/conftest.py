@@ -22,7 +22,7 @@ def _isolated_settings(
     """Tests see only the settings they set: a developer's shell or .env.local must not
     leak in, no test may reach a real provider (Deepgram goes to its stand-in), and call
     records go to the test's own folder."""
-    for name in SETTING_NAMES:
+    for name in (*SETTING_NAMES, "LIVEKIT_AGENT_NAME_OVERRIDE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram_server.base_url)
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))

@@ -417,7 +417,7 @@ async def test_the_worker_delivers_what_earlier_runs_left_queued(
     record = queued(record_store)
     before = set(webhook._background_tasks)
     try:
-        agent._mask_phone_numbers_in_logs()  # what the worker runs on "worker_started"
+        agent._on_worker_started()  # what the worker runs on "worker_started"
         (task,) = webhook._background_tasks - before  # kept referenced while it runs
         await receiver.wait_for(1)
         for _ in range(200):

@@ -337,3 +337,18 @@ async def test_standin_offers_a_rejected_job_again_once_the_worker_is_available(
         False,
         True,
     ]
+
+
+async def test_worker_logs_never_show_the_callers_number(worker_server: WorkerServerStandin):
+    """The worker logs each job request with its room name, which an individual dispatch
+    rule builds from the caller's number: with MASK_PHONE_NUMBERS on (the default), the
+    number never reaches the log in full."""
+    [rule_agent] = dispatch_rule_agent_names()
+    async with agent_start(worker_server, stop_grace=1.0) as worker:
+        await worker.registration(worker_server)
+        await worker_server.dispatch_job(rule_agent, room_name=f"call-_{CALLER}_Xy7Qk2")
+        await asyncio.sleep(1.0)  # let the job-request log line through
+        logged = "\n".join(worker.output)
+    assert "received job request" in logged
+    assert "call-_+1********23_Xy7Qk2" in logged
+    assert CALLER not in logged

@@ -30,6 +30,8 @@ from livekit.agents.voice.background_audio import AudioConfig, BuiltinAudioClip
 from telephony.call_state import CallState
 from telephony.records.model import Outcome
 
+from .transfer import transfer_problem
+
 logger = logging.getLogger("tools.warm_transfer")
 
 HOLD_MUSIC = AudioConfig(BuiltinAudioClip.HOLD_MUSIC, volume=0.8)
@@ -86,18 +88,10 @@ class WarmTransfer(WarmTransferTask):
 
 def _dialable(state: CallState, destination: str) -> tuple[str, str] | str:
     """(name, uri) of a destination a warm transfer can dial, or why it cannot."""
-    targets = state.transfer_targets()
+    if (problem := transfer_problem(state, destination)) is not None:
+        return problem
     name = destination.strip().lower()
-    if name not in targets:
-        logger.warning("LLM asked to warm-transfer to an unlisted destination; nothing dialed")
-        choices = ", ".join(sorted(targets)) or "none"
-        return (
-            f"'{destination}' is not a transfer destination. You can only transfer to: {choices}. "
-            "Ask the caller which one they want, or keep helping them yourself."
-        )
-    if not state.context.is_phone_call:
-        return "This caller is not on a phone line, so they cannot be transferred. Keep helping."
-    uri = targets[name]
+    uri = state.transfer_targets()[name]
     if not uri.startswith("tel:"):
         return (
             f"'{name}' is a SIP address, and a warm transfer can only call a phone number. "
