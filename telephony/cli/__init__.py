@@ -27,17 +27,20 @@ from types import ModuleType
 
 from ..records.store import StoreError
 from ..settings import SettingsError, load_env_files
-from . import calls
+from . import call, calls, campaign, setup, status
 from .base import CliError, UsageError
 
 PROG = "python -m telephony"
-COMMAND_GROUPS: tuple[ModuleType, ...] = (calls,)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Operate the phone agent: look at call records, retry webhooks.",
+        description=(
+            "Operate the phone agent: set up and check telephony, place calls and "
+            "campaigns, read call records."
+        ),
         epilog=f"Run `{PROG} COMMAND --help` for a command's options and examples.",
     )
     groups = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
