@@ -54,6 +54,10 @@ RUN groupadd --system --gid 10001 agent \
 WORKDIR /app
 # Owned by root, read-only for the agent user.
 COPY --from=builder /app /app
+# Call records (the SQLite default and the spool) are the only thing the agent writes:
+# give it that folder, and keep it on a volume so records outlive the container.
+RUN mkdir -p /app/data && chown agent:agent /app/data
+VOLUME ["/app/data"]
 
 USER agent
 

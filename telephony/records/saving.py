@@ -46,7 +46,19 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
         await asyncio.to_thread(store.save, record, queue_webhook=bool(settings.webhook_url))
     except StoreError as e:
         path = spool_path(settings)
-        await asyncio.to_thread(_append_line, path, json.dumps(record.to_dict()))
+        try:
+            await asyncio.to_thread(_append_line, path, json.dumps(record.to_dict()))
+        except OSError as spool_error:
+            # Last resort: the whole record in the log, so it can still be recovered.
+            logger.error(
+                "call record %s not saved (%s) nor spooled to %s (%s): %s",
+                record.record_id,
+                e,
+                path,
+                spool_error,
+                json.dumps(record.to_dict()),
+            )
+            return
         logger.error("call record %s not saved (%s); kept in %s", record.record_id, e, path)
         return
     logger.info(
