@@ -32,7 +32,15 @@ from ..outbound_dispatch import (
 from ..phone_numbers import InvalidDestination, require_e164
 from ..records.store import CallStore, database_url
 from ..settings import Settings, read_settings
-from .base import CliError, UsageError, add_command, fields, local_seconds, minutes_seconds
+from .base import (
+    CliError,
+    UsageError,
+    add_command,
+    fields,
+    local_seconds,
+    minutes_seconds,
+    positive_seconds_arg,
+)
 
 P = "python -m telephony"
 WAIT_POLL_SECONDS = 0.5
@@ -86,20 +94,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--wait", action="store_true", help="wait for the call's outcome")
     parser.add_argument(
         "--timeout",
-        type=_seconds_arg,
+        type=positive_seconds_arg,
         metavar="SECONDS",
         help="with --wait: give up after this long (default: see above)",
     )
-
-
-def _seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
 
 
 def parse_meta(pairs: list[str]) -> dict[str, str]:

@@ -37,7 +37,15 @@ from ..outbound_dispatch import (
 )
 from ..records.store import CallStore, database_url
 from ..settings import Settings, read_settings
-from .base import CliError, UsageError, add_command, local_seconds, positive_int_arg
+from .base import (
+    CliError,
+    UsageError,
+    add_command,
+    local_seconds,
+    positive_int_arg,
+    positive_number_arg,
+    seconds_arg,
+)
 
 P = "python -m telephony campaign"
 SKIPPED_SHOWN = 20  # skipped rows listed on a real run (--dry-run lists them all)
@@ -91,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--rate",
-        type=_positive_number,
+        type=positive_number_arg,
         default=1.0,
         metavar="CPS",
         help="dispatches per second at most (default 1.0)",
@@ -105,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--retry-after",
-        type=_seconds,
+        type=seconds_arg,
         default=300.0,
         metavar="SECONDS",
         help="wait before a retry, times the attempts made (default 300: 5 min, then 10)",
@@ -124,14 +132,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--call-timeout",
-        type=_positive_number,
+        type=positive_number_arg,
         metavar="SECONDS",
         help="no record this long after the dispatch: outcome unknown (default: ring "
         "timeout + MAX_CALL_DURATION_SECONDS, or 10 min when unlimited, + 1 min)",
     )
     parser.add_argument(
         "--poll-interval",
-        type=_positive_number,
+        type=positive_number_arg,
         default=1.0,
         metavar="SECONDS",
         help="how often to look for the records of calls in progress (default 1)",
@@ -146,26 +154,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="call outside OUTBOUND_CALLING_HOURS too (the agent is told force=true)",
     )
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
 
 
 def default_results_path(source: Path) -> Path:
