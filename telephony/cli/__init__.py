@@ -27,11 +27,11 @@ from types import ModuleType
 
 from ..records.store import StoreError
 from ..settings import SettingsError, load_env_files
-from . import call, calls, campaign, setup, status
+from . import bench, call, calls, campaign, setup, status
 from .base import CliError, UsageError
 
 PROG = "python -m telephony"
-COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

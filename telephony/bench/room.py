@@ -1,0 +1,64 @@
+"""The call's room without a LiveKit server: the job runs in it as in a real one.
+
+`BenchRoom` reports itself connected; the caller's SIP participant is put in it the way the
+SDK announces one (`participant_connected`, then `participant_active`), so the agent's
+entrypoint finds its caller as it would on a real call.
+"""
+
+from __future__ import annotations
+
+from livekit import rtc
+from livekit.rtc._proto import participant_pb2
+
+CALLER_NUMBER = "+15105550101"  # Ada Lovelace in contacts.example.json: the lookup finds her
+OUR_NUMBER = "+15105550100"
+
+
+class BenchRoom(rtc.Room):
+    """A room that is 'connected' without a server; the benchmark adds the caller."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._info.name = name
+        # The agent's own participant, as the SDK builds it on connect (no FFI handle).
+        agent_info = participant_pb2.ParticipantInfo(
+            sid="PA_agent",
+            identity="agent-bench",
+            kind=rtc.ParticipantKind.PARTICIPANT_KIND_AGENT,
+        )
+        # No FFI event queue: nothing here publishes tracks or data.
+        self._local_participant = rtc.LocalParticipant(
+            None,  # type: ignore[arg-type]
+            participant_pb2.OwnedParticipant(info=agent_info),
+        )
+
+    def isconnected(self) -> bool:
+        return True
+
+    def add_participant(self, participant: rtc.RemoteParticipant) -> None:
+        self._remote_participants[participant.identity] = participant
+        self.emit("participant_connected", participant)
+        self.emit("participant_active", participant)
+
+
+def phone_caller(call_index: int) -> rtc.RemoteParticipant:
+    """An inbound caller's SIP participant, with the attributes LiveKit SIP sets."""
+    identity = f"sip_{CALLER_NUMBER}"
+    info = participant_pb2.ParticipantInfo(
+        sid=f"PA_caller{call_index}",
+        identity=identity,
+        name=identity,
+        kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+        state=participant_pb2.PARTICIPANT_STATE_ACTIVE,
+    )
+    info.attributes.update(
+        {
+            "sip.phoneNumber": CALLER_NUMBER,
+            "sip.trunkPhoneNumber": OUR_NUMBER,
+            "sip.callID": f"SCL_bench{call_index}",
+            "sip.trunkID": "ST_bench",
+            "sip.ruleID": "SDR_bench",
+            "sip.callStatus": "active",
+        }
+    )
+    return rtc.RemoteParticipant(participant_pb2.OwnedParticipant(info=info))
