@@ -22,52 +22,24 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from livekit import rtc
 from livekit.agents import AgentSession, JobContext, room_io
 from livekit.agents import vad as vad_base
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
 from livekit.agents.voice import io
 from livekit.agents.voice.events import CloseReason
-from livekit.rtc._proto import participant_pb2
 
 import agent
+from telephony.bench.room import BenchRoom
 from telephony.call_state import CallState
 from tests.audio_sink import RealTimeAudioSink
 from tests.standins.livekit_server import LiveKitServerStandin
 from tests.standins.openai_server import OpenAIStandin
 
 
-class StandInRoom(rtc.Room):
-    """A room that is 'connected' without a server; participants are added by the test."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self._info.name = name
-        # The agent's own participant, as the SDK builds it on connect (no FFI handle).
-        agent_info = participant_pb2.ParticipantInfo(
-            sid="PA_agent",
-            identity="agent-stand-in",
-            kind=rtc.ParticipantKind.PARTICIPANT_KIND_AGENT,
-        )
-        # No FFI event queue: nothing here publishes tracks or data.
-        self._local_participant = rtc.LocalParticipant(
-            None,  # type: ignore[arg-type]
-            participant_pb2.OwnedParticipant(info=agent_info),
-        )
-
-    def isconnected(self) -> bool:
-        return True
-
-    def add_participant(self, participant: rtc.RemoteParticipant) -> None:
-        self._remote_participants[participant.identity] = participant
-        self.emit("participant_connected", participant)
-        self.emit("participant_active", participant)
-
-
 @dataclass
 class JobRun:
-    room: StandInRoom
+    room: BenchRoom
     sink: RealTimeAudioSink
     shutdown_reasons: list[str] = field(default_factory=list)
     sessions: list[AgentSession[CallState]] = field(default_factory=list)
@@ -139,7 +111,7 @@ async def job(
     }.items():
         monkeypatch.setenv(name, value)
 
-    room = StandInRoom(room_name)
+    room = BenchRoom(room_name)
     run = JobRun(room=room, sink=RealTimeAudioSink(speed=audio_speed))
 
     async def join_without_server(session, telephony_agent, ctx, room_options) -> None:

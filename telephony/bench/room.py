@@ -15,7 +15,7 @@ OUR_NUMBER = "+15105550100"
 
 
 class BenchRoom(rtc.Room):
-    """A room that is 'connected' without a server; the benchmark adds the caller."""
+    """A room that is 'connected' without a server; the benchmark (or a test) adds the caller."""
 
     def __init__(self, name: str) -> None:
         super().__init__()
