@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import (
     AMD,
-    NOT_GIVEN,
     Agent,
     AgentServer,
     AgentSession,
     JobContext,
     JobProcess,
+    ModelSettings,
     cli,
+    inference,
     room_io,
 )
 from livekit.agents import vad as vad_base
-from livekit.plugins import silero
 
 from telephony import models
 from telephony.answering_machine import act_on_verdict, start_detector
@@ -40,6 +42,7 @@ from telephony.config import CallConfig, load_config
 from telephony.contacts import look_up_caller
 from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
 from telephony.dtmf import attach_keypad
+from telephony.greeting_audio import GreetingAudioCache, greeting_key, tts_voice_identity
 from telephony.lifecycle import hang_up_when_session_closes
 from telephony.log_masking import install_phone_masking
 from telephony.noise_cancellation import caller_noise_filter
@@ -47,12 +50,18 @@ from telephony.prompts import PromptError, Prompts
 from telephony.records.recorder import CallRecorder, recorder_for
 from telephony.records.saving import save_record
 from telephony.records.webhook import start_background_delivery
-from telephony.room import dialed_participant_identity, is_console_mode, wait_for_caller
+from telephony.room import (
+    PHONE_AUDIO_INPUT,
+    dialed_participant_identity,
+    is_console_mode,
+    wait_for_caller,
+)
 from telephony.settings import (
     agent_name_from_env,
     load_env_files,
     parse_settings,
 )
+from telephony.turn_taking import VAD_MIN_SILENCE_SECONDS, phone_turn_handling
 from tools import call_tools
 
 load_env_files()
@@ -61,11 +70,18 @@ logger = logging.getLogger("agent")
 
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before any call: nothing slow is left for the caller to wait on."""
-    proc.userdata["vad"] = silero.VAD.load()
-    proc.userdata["config"] = load_config()
+    proc.userdata["vad"] = inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
+    proc.userdata["config"] = config = load_config()
+    proc.userdata["greeting_audio"] = GreetingAudioCache(config.settings.greeting_audio_dir)
+    models.warm_tls_context()
+    # Used by this process's first call only (see CallJob.take_models).
+    proc.userdata["models"] = models.prebuild(config.settings.models)
 
 
-server = AgentServer(setup_fnc=prewarm)
+# Imported once in the worker's forkserver, so every job process shares them copy-on-write
+# instead of importing its own: the call records' SQLAlchemy and Alembic (~28 MB a call).
+PRELOAD_MODULES = ["telephony.records.store", "telephony.records.migrations"]
+server = AgentServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES)
 
 
 @server.on("worker_started")
@@ -108,14 +124,25 @@ class TelephonyAgent(Agent):
         if self._state.dial_request is None:
             greet(self.session, self._state)
 
+    def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> Any:
+        """The TTS, whose audio of the greeting is kept for the next callers (see greet)."""
+        frames = Agent.default.tts_node(self, text, model_settings)
+        key, self._state.greeting_to_capture = self._state.greeting_to_capture, ""
+        if key and self._state.greeting_audio is not None:
+            return self._state.greeting_audio.capture(key, frames)
+        return frames
 
-def build_session(state: CallState, vad: vad_base.VAD | None) -> AgentSession[CallState]:
-    model_settings = state.settings.models
+
+def build_session(
+    state: CallState, vad: vad_base.VAD | None, call_models: models.CallModels | None = None
+) -> AgentSession[CallState]:
+    call_models = call_models or models.build_models(state.settings.models)
     return AgentSession[CallState](
-        stt=models.build_stt(model_settings),
-        llm=models.build_llm(model_settings),
-        tts=models.build_tts(model_settings),
+        stt=call_models.stt,
+        llm=call_models.llm,
+        tts=call_models.tts,
         vad=vad,
+        turn_handling=phone_turn_handling(),
         # The framework's away timer drives the silence limit (telephony.call_limits).
         user_away_timeout=user_away_timeout(state.settings),
         userdata=state,
@@ -134,15 +161,30 @@ async def join_room(
 
 
 def greet(session: AgentSession[CallState], state: CallState) -> None:
-    """The greeting: a fixed text needs no LLM round trip before the caller hears it."""
+    """The greeting: a fixed text needs no LLM round trip before the caller hears it, and
+    once its audio is cached, no TTS round trip either."""
     if state.after_hours:
-        session.say(state.render("after_hours_greeting"))
+        say_greeting(session, state, state.render("after_hours_greeting"))
     elif state.settings.greeting_mode == "generate":
         session.generate_reply(instructions=state.render("greeting_instructions"))
     elif state.contact and state.contact.get("name"):
-        session.say(state.render("known_caller_greeting"))
+        say_greeting(session, state, state.render("known_caller_greeting"))
     else:
-        session.say(state.render("inbound_greeting"))
+        say_greeting(session, state, state.render("inbound_greeting"))
+
+
+def say_greeting(session: AgentSession[CallState], state: CallState, text: str) -> None:
+    """Play the greeting's cached audio (same text, same voice); else synthesize it, and the
+    agent's tts_node keeps the audio for the next callers."""
+    if state.greeting_audio is None:
+        session.say(text)
+        return
+    key = greeting_key(text, tts_voice_identity(state.settings.models))
+    if cached := state.greeting_audio.get(key):
+        session.say(text, audio=cached.frames())
+    else:
+        state.greeting_to_capture = key
+        session.say(text)
 
 
 async def save_call_record(ctx: JobContext) -> None:
@@ -178,6 +220,11 @@ class CallJob:
     recorder: CallRecorder
     config: CallConfig | None = None
     vad: vad_base.VAD | None = None
+
+    def take_models(self) -> models.CallModels | None:
+        """The models prewarm built, once: their HTTP clients belong to this call's event
+        loop, so a later call in the same process builds its own."""
+        return self.ctx.proc.userdata.pop("models", None)
 
     async def end(self, reason: str) -> None:
         """End the job and hang up (delete the room)."""
@@ -217,6 +264,7 @@ def new_call_state(
     job: CallJob, config: CallConfig, context: CallContext, dial: DialRequest | None = None
 ) -> CallState:
     state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
+    state.greeting_audio = job.ctx.proc.userdata.get("greeting_audio")
     if config.keypad_menu is not None:
         state.keypad_menu = config.keypad_menu.prompt
     return state
@@ -247,7 +295,7 @@ async def answer_call(job: CallJob, config: CallConfig) -> None:
         look_up_caller(config.contact_lookup, context.remote_number),
         caller_noise_filter(config.settings, context, job.control.api),
     )
-    session = build_session(state, job.vad)
+    session = build_session(state, job.vad, job.take_models())
     job.recorder.attach(session)
     hang_up_when_session_closes(session, job.control, ctx)
     room_options = (
@@ -259,12 +307,11 @@ async def answer_call(job: CallJob, config: CallConfig) -> None:
 
 
 def caller_room_options(context: CallContext, noise_filter: Any | None) -> room_io.RoomOptions:
-    """Listen to this caller only (never another agent), through the noise filter if any."""
-    audio_input: Any = NOT_GIVEN
-    if noise_filter is not None:
-        audio_input = room_io.AudioInputOptions(noise_cancellation=noise_filter)
+    """Listen to this caller only (never another agent), through the noise filter if any,
+    in the phone audio format (telephony.room.PHONE_AUDIO_INPUT)."""
     return room_io.RoomOptions(
-        participant_identity=context.participant_identity, audio_input=audio_input
+        participant_identity=context.participant_identity,
+        audio_input=dataclasses.replace(PHONE_AUDIO_INPUT, noise_cancellation=noise_filter),
     )
 
 
@@ -286,12 +333,13 @@ async def place_call(job: CallJob, config: CallConfig, dial: DialRequest) -> Non
     job.recorder.set_context(context)
     state = new_call_state(job, config, context, dial)
     state.contact = await look_up_caller(config.contact_lookup, dial.phone_number)
-    session = build_session(state, job.vad)
+    session = build_session(state, job.vad, job.take_models())
     job.recorder.attach(session)
     hang_up_when_session_closes(session, job.control, ctx)
     agent = TelephonyAgent(state)
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
-    await join_room(session, agent, ctx, room_io.RoomOptions(participant_identity=identity))
+    room_options = room_io.RoomOptions(participant_identity=identity, audio_input=PHONE_AUDIO_INPUT)
+    await join_room(session, agent, ctx, room_options)
     attach_keypad(session, state, config.keypad_menu)
     async with contextlib.AsyncExitStack() as stack:
         detector = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .call_context import CallContext
 from .call_control import CallControl
 from .dial_request import DialRequest
+from .greeting_audio import GreetingAudioCache
 from .prompts import Prompts
 from .records.model import Outcome
 from .settings import Settings
@@ -36,6 +37,10 @@ class CallState:
     amd_verdict: str = ""
     # The keypad menu in words ("For sales press 1, ..."), when a menu is configured.
     keypad_menu: str = ""
+    # The worker process's greeting audio (None: every greeting goes through the TTS), and
+    # the key under which the audio of the next synthesized speech, the greeting, is kept.
+    greeting_audio: GreetingAudioCache | None = None
+    greeting_to_capture: str = ""
 
     def transfer_targets(self) -> dict[str, str]:
         """Destination name -> URI: the configured ones, plus this call's own `transfer_to`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from livekit import rtc
-from livekit.agents import JobContext
+from livekit.agents import JobContext, room_io
 from livekit.agents.cli import AgentsConsole
 
 # Remote parties the agent talks to: phone callers and web/app clients, never other agents.
@@ -13,6 +13,12 @@ CALLER_KINDS = [
     rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
     rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
 ]
+
+# How the session hears a caller. A phone line carries 8 kHz audio, so 16 kHz loses nothing,
+# and it is the rate the VAD, the turn detector and the STT take: none of them resamples
+# (RoomIO's default, 24 kHz, costs three resamplers per call). Frames of 20 ms, a phone
+# packet, instead of RoomIO's 50 ms: the end of a caller's speech reaches the VAD sooner.
+PHONE_AUDIO_INPUT = room_io.AudioInputOptions(sample_rate=16_000, frame_size_ms=20)
 
 
 def is_console_mode() -> bool:

@@ -44,6 +44,7 @@ SETTING_NAMES = (
     "TTS_VOICE",
     "OPENAI_BASE_URL",
     "DEEPGRAM_BASE_URL",
+    "GREETING_AUDIO_DIR",
     "CALL_RECORDS_PATH",
     "DATABASE_URL",
     "CALL_WEBHOOK_URL",
@@ -113,6 +114,9 @@ class Settings:
     prompts_dir: Path = PROJECT_ROOT / "prompts"
     mask_phone_numbers: bool = True
     models: ModelSettings = field(default_factory=ModelSettings)
+    # The greeting's synthesized audio, cached as WAV files shared by every job process;
+    # None keeps it in each process's memory only.
+    greeting_audio_dir: Path | None = PROJECT_ROOT / "data" / "greeting-audio"
     # Call records: an SQLite file by default; DATABASE_URL (PostgreSQL) for several workers.
     call_records_path: Path = PROJECT_ROOT / "data" / "calls.sqlite3"
     database_url: str = field(default="", repr=False)
@@ -262,6 +266,14 @@ def _telephony_depth_problems(settings: Settings) -> list[str]:
     return check_settings(settings)
 
 
+def _greeting_audio_dir(env: Mapping[str, str]) -> Path | None:
+    """Unset: data/greeting-audio in the project; set but empty: memory only (no folder)."""
+    if "GREETING_AUDIO_DIR" not in env:
+        return Settings.greeting_audio_dir
+    raw = _text(env, "GREETING_AUDIO_DIR")
+    return PROJECT_ROOT / raw if raw else None
+
+
 def _database_url(env: Mapping[str, str], problems: list[str]) -> str:
     url = _text(env, "DATABASE_URL")
     if url and not url.startswith(("postgresql://", "postgres://", "postgresql+", "sqlite:")):
@@ -353,6 +365,7 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         prompts_dir=prompts_dir,
         mask_phone_numbers=_flag(env, "MASK_PHONE_NUMBERS", True, problems),
         models=models,
+        greeting_audio_dir=_greeting_audio_dir(env),
         call_records_path=PROJECT_ROOT
         / _text(env, "CALL_RECORDS_PATH", str(PROJECT_ROOT / "data" / "calls.sqlite3")),
         database_url=_database_url(env, problems),

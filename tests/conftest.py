@@ -26,6 +26,7 @@ def _isolated_settings(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram_server.base_url)
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))
+    monkeypatch.setenv("GREETING_AUDIO_DIR", str(tmp_path / "greeting-audio"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

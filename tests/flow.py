@@ -32,6 +32,7 @@ from livekit.agents.voice.events import CloseReason
 import agent
 from telephony.bench.room import BenchRoom
 from telephony.call_state import CallState
+from telephony.greeting_audio import GreetingAudioCache
 from tests.audio_sink import RealTimeAudioSink
 from tests.standins.livekit_server import LiveKitServerStandin
 from tests.standins.openai_server import OpenAIStandin
@@ -79,10 +80,12 @@ class JobRun:
 
 @functools.cache
 def prewarmed_vad() -> vad_base.VAD:
-    """The silero VAD, loaded once per test process like the worker's prewarm does."""
-    from livekit.plugins import silero
+    """The VAD as the worker's prewarm loads it, once per test process."""
+    from livekit.agents import inference
 
-    return silero.VAD.load()
+    from telephony.turn_taking import VAD_MIN_SILENCE_SECONDS
+
+    return inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
 
 
 @asynccontextmanager
@@ -97,11 +100,13 @@ async def job(
     audio_speed: float = 4.0,
     audio_input: io.AudioInput | None = None,
     vad: vad_base.VAD | None = None,
+    greeting_audio: GreetingAudioCache | None = None,
 ) -> AsyncIterator[JobRun]:
     """Start the entrypoint as the worker would for one job; the test drives the call.
 
     `audio_input` is what the session hears from the room (none: text only); with it, the
-    job gets `vad` (default: the prewarmed silero VAD) as the worker's prewarm provides it."""
+    job gets `vad` (default: the prewarmed VAD) as the worker's prewarm provides it, and
+    `greeting_audio`, the process's greeting audio cache, if given (none: no cache)."""
     for name, value in {
         "OPENAI_API_KEY": "test",
         "OPENAI_BASE_URL": llm.base_url,
@@ -131,6 +136,8 @@ async def job(
             ctx._on_shutdown = run.shutdown_reasons.append
             if audio_input is not None:
                 ctx.proc.userdata["vad"] = vad or prewarmed_vad()
+            if greeting_audio is not None:
+                ctx.proc.userdata["greeting_audio"] = greeting_audio
             run.task = asyncio.create_task(agent.entrypoint(ctx))
             try:
                 yield run

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 import agent
+from telephony.greeting_audio import GreetingAudioCache
 from tests.flow import job
 from tests.participants import AGENT, INBOUND_SIP_ATTRIBUTES, STANDARD, make_participant
 from tests.standins.livekit_server import RecordedRequest, sip_call_error
@@ -61,6 +62,58 @@ async def test_inbound_caller_is_greeted_without_speaking_first(
         await asyncio.wait_for(run.session.run(user_input="I need an appointment"), TIMEOUT)
         assert openai_server.chat_requests[-1].last_user_text == "I need an appointment"
         assert livekit_server.calls("DeleteRoom") == []
+
+
+async def test_the_next_caller_hears_the_greeting_audio_without_a_tts_round_trip(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    folder = tmp_path / "greeting-audio"
+
+    async def greet_one_caller(env: dict[str, str]) -> float:
+        """A job in a fresh process (a new cache on the same folder); seconds of greeting."""
+        cache = GreetingAudioCache(folder)
+        async with job(
+            monkeypatch, livekit_server, openai_server, env=env, greeting_audio=cache
+        ) as run:
+            run.room.add_participant(make_participant("sip_1", attributes=INBOUND_SIP_ATTRIBUTES))
+            await run.wait_until_done()
+            await wait_for_speech(run)
+            for _ in range(100):  # the greeting joins the history just after its playout
+                if spoken := [m.text_content for m in run.session.history.messages()]:
+                    break
+                await asyncio.sleep(0.02)
+            assert spoken == [
+                f"Thank you for calling {env['COMPANY_NAME']}. How can I help you today?"
+            ]
+            return run.sink.segments[0].duration
+
+    def synthesized() -> list[tuple[str, str]]:
+        """(text, voice) the TTS was asked for, one per greeting (it speaks sentence by
+        sentence, one request each)."""
+        texts: dict[str, list[str]] = {}
+        for request in openai_server.speech_requests:
+            texts.setdefault(request.body["voice"], []).append(request.input)
+        return [(" ".join(t), v) for v, t in texts.items()]
+
+    first = await greet_one_caller({"COMPANY_NAME": "Acme"})
+    assert synthesized() == [("Thank you for calling Acme. How can I help you today?", "ash")]
+    assert len(list(folder.glob("*.wav"))) == 1
+
+    # The next caller hears the same audio, with no request to the TTS at all.
+    requests = len(openai_server.speech_requests)
+    again = await greet_one_caller({"COMPANY_NAME": "Acme"})
+    assert len(openai_server.speech_requests) == requests
+    assert again == pytest.approx(first, abs=0.05)
+
+    # A new greeting text, or a new voice, is synthesized (and kept) anew.
+    await greet_one_caller({"COMPANY_NAME": "Globex"})
+    await greet_one_caller({"COMPANY_NAME": "Globex", "TTS_VOICE": "nova"})
+    globex = "Thank you for calling Globex. How can I help you today?"
+    assert " ".join(r.input for r in openai_server.speech_requests[requests:]) == " ".join(
+        [globex, globex]
+    )
+    assert openai_server.speech_requests[-1].body["voice"] == "nova"
+    assert len(list(folder.glob("*.wav"))) == 3
 
 
 async def test_generated_greeting_by_setting(monkeypatch, livekit_server, openai_server):
