@@ -43,13 +43,15 @@ async def run_bench(
     async with StandIns(options) as standins:
         env = standins.env()
 
-        def plan(index: int, variant: str, answer_delay: float = 0.0) -> CallPlan:
+        def plan(
+            index: int, variant: str, answer_delay: float = 0.0, turns: int | None = None
+        ) -> CallPlan:
             from .runner import UNSET
 
             return CallPlan(
                 index=index,
                 variant=variant,
-                turns=options.turns,
+                turns=options.turns if turns is None else turns,
                 lines=options.lines,
                 providers=options.providers,
                 env=env,
@@ -58,6 +60,12 @@ async def run_bench(
                 answer_delay=answer_delay,
             )
 
+        # A running line has had callers before: the first call after a deploy (or a new
+        # greeting text or voice) synthesizes the greeting and fills the cache. That call
+        # is made first and not counted; its greeting is reported on its own.
+        step = await run_step(context, [plan(0, "product", turns=0)])
+        (warm_up,) = step.calls
+        progress(_call_line(0, 0, "product", warm_up).replace("call 0/0", "warm-up call"))
         for i in range(options.calls):
             for variant in variants:
                 step = await run_step(context, [plan(i + 1, variant)])
@@ -66,7 +74,7 @@ async def run_bench(
                 progress(_call_line(i + 1, options.calls, variant, outcome))
         for n in options.sweep:
             progress(f"sweep: {n} call(s) at once...")
-            plans = [plan(i + 1, "product", i * options.stagger / n) for i in range(n)]
+            plans = [plan(i + 1, "product", i * options.answer_interval) for i in range(n)]
             step = await run_step(context, plans, on_progress=progress)
             row = rpt.sweep_row(n, step)
             sweep.append(row)
@@ -79,6 +87,7 @@ async def run_bench(
         "options": rpt.options_dict(options),
         "runs": runs,
         "ratio": rpt.ratios(runs["product"], runs["baseline"]) if options.baseline else None,
+        "warm_up_greeting": (warm_up.result or {}).get("greeting"),
         "sweep": sweep,
         "calls": {
             variant: [o.result or {"error": o.error} for o in calls]

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .caller import DEFAULT_SAMPLE_RATE, CallerAudio, Speech, render
+from .caller import CallerAudio, Speech, render
 from .room import BenchRoom, phone_caller
 from .sink import RealTimeAudioSink
 
@@ -204,17 +204,41 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any]]:
     if plan.variant == "baseline":
         agent.build_session = seed_session  # type: ignore[attr-defined]
         agent.greet = seed_greet  # type: ignore[attr-defined]
+        agent.caller_room_options = seed_room_options  # type: ignore[attr-defined]
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     if agent.server.setup_fnc is not None:
         agent.server.setup_fnc(proc)
+    if plan.variant == "baseline":
+        from livekit.plugins import silero
+
+        proc.userdata["vad"] = silero.VAD.load()  # the examples' VAD, with its defaults
+    sample_rate, _ = caller_audio_format(agent.caller_room_options(_caller_context(plan), None))
     for line in plan.lines:
-        render(Speech(line), sample_rate=DEFAULT_SAMPLE_RATE)
+        render(Speech(line), sample_rate=sample_rate)
     return agent, proc.userdata
 
 
-def seed_session(state: Any, vad: Any) -> Any:
-    """The session as the LiveKit examples write it: the models and the VAD, defaults for
-    everything else (turn detection, endpointing, preemptive generation...)."""
+def _caller_context(plan: CallPlan) -> Any:
+    from ..call_context import call_context_from_participant
+
+    return call_context_from_participant(phone_caller(plan.index), room_name="bench")
+
+
+def caller_audio_format(room_options: Any) -> tuple[int, float]:
+    """(sample rate, frame seconds) at which RoomIO would hand the session the caller's
+    audio with these room options."""
+    from livekit.agents import room_io
+
+    audio_input = room_options.audio_input
+    if not isinstance(audio_input, room_io.AudioInputOptions):  # not given, or True
+        audio_input = room_io.AudioInputOptions()
+    return audio_input.sample_rate, audio_input.frame_size_ms / 1000
+
+
+def seed_session(state: Any, vad: Any, call_models: Any = None) -> Any:
+    """The session as the LiveKit examples write it: the models (built in the entrypoint)
+    and the VAD, defaults for everything else (turn detection, endpointing, preemptive
+    generation...)."""
     from livekit.agents import AgentSession
 
     from .. import models
@@ -227,6 +251,13 @@ def seed_session(state: Any, vad: Any) -> Any:
         vad=vad,
         userdata=state,
     )
+
+
+def seed_room_options(context: Any, noise_filter: Any) -> Any:
+    """RoomIO's defaults (24 kHz, 50 ms frames), listening to the caller."""
+    from livekit.agents import room_io
+
+    return room_io.RoomOptions(participant_identity=context.participant_identity)
 
 
 def seed_greet(session: Any, state: Any) -> None:
@@ -263,7 +294,7 @@ async def _run_call(plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any]
     result = CallResult(index=plan.index, variant=plan.variant)
     room = BenchRoom(f"bench-{plan.variant}-{plan.index}")
     sink = RealTimeAudioSink()
-    caller = CallerAudio()
+    callers: list[CallerAudio] = []
     sessions: list[Any] = []
     user_states: list[tuple[float, str]] = []
     speech_sources: list[str] = []
@@ -272,8 +303,11 @@ async def _run_call(plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any]
 
     async def join_room(session: Any, telephony_agent: Any, ctx: Any, room_options: Any) -> None:
         sessions.append(session)
+        # The caller's audio in the format RoomIO would deliver with the agent's room options.
+        sample_rate, frame_seconds = caller_audio_format(room_options)
+        callers.append(CallerAudio(sample_rate=sample_rate, frame_seconds=frame_seconds))
         session.output.audio = sink
-        session.input.audio = caller
+        session.input.audio = callers[0]
         session.on(
             "user_state_changed",
             lambda ev: user_states.append((time.monotonic(), ev.new_state)),
@@ -295,7 +329,7 @@ async def _run_call(plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any]
                 await _until(lambda: bool(sink.segments), GREETING_TIMEOUT, "the greeting")
                 result.greeting = sink.segments[0].started_at - answered
                 result.greeting_source = speech_sources[0] if speech_sources else None
-                (session,) = sessions
+                (session,), (caller,) = sessions, callers
                 result.options = session_options(session)
                 for turn in range(plan.turns):
                     await _until_quiet(sink, session, plan.turn_timeout)
@@ -313,7 +347,7 @@ async def _run_call(plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any]
             except Exception as e:
                 result.error = f"{type(e).__name__}: {e}"
             finally:
-                await _hang_up(agent, ctx, caller, sessions, entrypoint)
+                await _hang_up(agent, ctx, callers, sessions, entrypoint)
                 await sink.aclose()
     logging.getLogger("livekit.agents").removeHandler(session_log)
     return result
@@ -384,12 +418,13 @@ def _explain_turn(
 async def _hang_up(
     agent: ModuleType,
     ctx: Any,
-    caller: CallerAudio,
+    callers: list[CallerAudio],
     sessions: list[Any],
     entrypoint: asyncio.Task[None],
 ) -> None:
     """The caller hangs up; the job ends as the worker ends it (the record is saved)."""
-    caller.hang_up()
+    for caller in callers:
+        caller.hang_up()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.wait([entrypoint]), 10.0)
     if not entrypoint.done():

@@ -3,10 +3,10 @@
 The benchmark's callers and the tests' callees (`tests/audio_input.py`) are made here.
 
 `CallerAudio` is an `io.AudioInput`, standing where RoomIO's audio input would be: it hands
-the session one 20 ms frame every 20 ms of wall-clock time, as a subscribed SIP track does,
-so the session's VAD, STT stream and answering-machine detector see the audio with real
-timing. The script is a sequence of `Silence`, `Speech` (synthesized with espeak-ng) and
-`Recording` (a WAV or other file sox reads)::
+the session one frame each `frame_seconds` of wall-clock time (RoomIO's `frame_size_ms`), as
+a subscribed SIP track does, so the session's VAD, STT stream and answering-machine detector
+see the audio with real timing. The script is a sequence of `Silence`, `Speech`
+(synthesized with espeak-ng) and `Recording` (a WAV or other file sox reads)::
 
     caller = CallerAudio(Silence(0.3), Speech("Hi, you've reached Sam."), Silence(2.0))
     ...                                  # session.input.audio = caller
@@ -17,7 +17,8 @@ Speech goes through a phone line first (`phone_line=True`, the default): band-li
 300-3400 Hz, sampled at 8 kHz and mu-law encoded (G.711 PCMU, what a SIP trunk carries),
 then decoded and resampled to `sample_rate` (24 kHz by default: what RoomIO delivers), as
 16-bit mono PCM. Leading and trailing silence of each clip is trimmed, so a segment's
-start/end times are those of its first/last audible sample.
+start/end times are those of its first/last audible sample: the moment it was spoken on the
+line, which is up to a frame earlier than the moment the session could first hear it.
 
 Before `start()` (with `autostart=False`) and after the script has played, the line carries
 silence: the callee has not picked up yet, or is listening. `queue(...)` adds to the script
@@ -27,7 +28,6 @@ while it plays (a caller answering what they heard), `hang_up()` ends the stream
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import shutil
 import subprocess
@@ -39,7 +39,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice import io
 
-FRAME_SECONDS = 0.02  # 20 ms: the packet size of a phone call (and of RoomIO's frames)
+FRAME_SECONDS = 0.02  # 20 ms: the packet size of a phone call
 DEFAULT_SAMPLE_RATE = 24_000  # what RoomIO hands the session by default
 PHONE_SAMPLE_RATE = 8_000
 # Samples quieter than this (of full scale) at a clip's ends are trimmed as silence.
@@ -95,8 +95,8 @@ class SpokenSegment:
     # the script and a later queue() is not part of it).
     audio_start: float
     audio_end: float
-    # time.monotonic() when the frame holding its first / last audible sample was handed
-    # to the session (a frame is handed over once its 20 ms have elapsed, as on a line).
+    # time.monotonic() when its first / last audible sample was spoken on the line; the
+    # frame holding it reaches the session once the whole frame has elapsed.
     started_at: float | None = None
     ended_at: float | None = None
     ended_at_wall: float | None = None  # the same instant as time.time()
@@ -179,13 +179,15 @@ class CallerAudio(io.AudioInput):
         self,
         *script: ScriptItem,
         sample_rate: int = DEFAULT_SAMPLE_RATE,
+        frame_seconds: float = FRAME_SECONDS,
         phone_line: bool = True,
         autostart: bool = True,
         label: str = "CallerAudio",
     ) -> None:
         super().__init__(label=label)
         self.sample_rate = sample_rate
-        self._samples_per_frame = round(sample_rate * FRAME_SECONDS)
+        self.frame_seconds = frame_seconds
+        self._samples_per_frame = round(sample_rate * frame_seconds)
         self.segments: list[SpokenSegment] = []
         self._phone_line = phone_line
         self._audio = np.zeros(0, dtype=np.int16)
@@ -278,35 +280,42 @@ class CallerAudio(io.AudioInput):
             raise StopAsyncIteration
         if self._clock_start is None:
             self._clock_start = time.monotonic()
-        # Frame n covers [n, n+1) x 20 ms of line time and is handed over at its end.
-        due = self._clock_start + (self._frames_sent + 1) * FRAME_SECONDS
-        delay = due - time.monotonic()
+        # Frame n covers [n, n+1) frames of line time and is handed over at its end. A plain
+        # sleep (not a wait on the hang-up) keeps the pacing cheap; a hang-up is noticed at
+        # the next frame.
+        line_start = self._clock_start + self._frames_sent * self.frame_seconds
+        delay = line_start + self.frame_seconds - time.monotonic()
         if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hung_up.wait(), delay)
+            await asyncio.sleep(delay)
         if self._hung_up.is_set():
             raise StopAsyncIteration
         self._frames_sent += 1
-        return self._next_frame()
+        return self._next_frame(line_start)
 
-    def _next_frame(self) -> rtc.AudioFrame:
+    def _next_frame(self, line_start: float) -> rtc.AudioFrame:
         n = self._samples_per_frame
         data = np.zeros(n, dtype=np.int16)
         if self._started_at is not None and self._position < len(self._audio):
             begin, end = self._position, min(self._position + n, len(self._audio))
             data[: end - begin] = self._audio[begin:end]
             self._position = end
-            self._note_progress(begin, end)
+            self._note_progress(begin, end, line_start)
             if end == len(self._audio):
                 self._played.set()
         return rtc.AudioFrame(
             data=data.tobytes(), sample_rate=self.sample_rate, num_channels=1, samples_per_channel=n
         )
 
-    def _note_progress(self, begin: int, end: int) -> None:
-        now, wall = time.monotonic(), time.time()
+    def _note_progress(self, begin: int, end: int, line_start: float) -> None:
+        """Note the line time at which a segment's first/last sample in this frame was spoken."""
+        to_wall = time.time() - time.monotonic()
+
+        def spoken_at(sample: int) -> float:
+            return line_start + (sample - begin) / self.sample_rate
+
         for segment, (first, last) in zip(self.segments, self._bounds, strict=True):
             if segment.started_at is None and begin <= first < end:
-                segment.started_at = now
+                segment.started_at = spoken_at(first)
             if segment.ended_at is None and last <= end:
-                segment.ended_at, segment.ended_at_wall = now, wall
+                segment.ended_at = spoken_at(last)
+                segment.ended_at_wall = segment.ended_at + to_wall

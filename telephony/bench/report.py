@@ -174,6 +174,11 @@ def render(report: dict[str, Any]) -> str:
         )
         lines.append(table(headers, rows, right=range(1, len(headers))))
         lines.append("")
+        if (warm_up := report.get("warm_up_greeting")) is not None:
+            lines.append(
+                f"product greeting on the first call after a greeting or voice change "
+                f"(synthesized, then cached; not counted above): {warm_up * 1000:.0f} ms"
+            )
         for name, run in runs.items():
             lines.append(f"{name}: {_describe(run)}")
             lines.append(f"  finished turns, p50 after the end of speech: {_steps(run)}")
@@ -306,6 +311,6 @@ def options_dict(options: BenchOptions) -> dict[str, Any]:
         "sweep": list(options.sweep),
         "tts_ms_per_char": options.tts_ms_per_char,
         "gap_seconds": options.gap,
-        "stagger_seconds": options.stagger,
+        "answer_interval_seconds": options.answer_interval,
         "caller_lines": list(options.lines),
     }

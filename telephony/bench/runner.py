@@ -6,8 +6,10 @@ process then importing the agent and running its prewarm before it is given its 
 process is prepared before its call starts, so the figures never include that start-up.
 
 The single-call figures run the calls one after the other (product, then baseline, in
-turn), each alone on the machine; a sweep step runs N calls at once, their answers spread
-over `stagger` seconds, while a thread samples each call process's private memory.
+turn), each alone on the machine; a sweep step runs N calls at once, answered one every
+`answer_interval` seconds (calls to a busy line arrive one by one, not all in the same
+instant, so their turns do not fall in step), while a thread samples each call process's
+private memory.
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ class BenchOptions:
     sweep: tuple[int, ...] = ()
     tts_ms_per_char: float = 60.0  # how long the stand-in TTS speaks for each character
     gap: float = 0.8  # seconds from the end of the agent's speech to the caller's next line
-    stagger: float = 2.0  # seconds over which a sweep step's calls are answered
+    # Seconds between the answers of a sweep step's calls. At 0.5 s, 32 calls arrive over
+    # 16 s: still far burstier than a real line (32 calls of 3 minutes in progress means one
+    # new call every ~6 s), and every call is in progress together once the last is answered.
+    answer_interval: float = 0.5
     lines: tuple[str, ...] = CALLER_LINES
 
     @property
@@ -132,7 +137,8 @@ class StandIns:
 
     def env(self) -> dict[str, str]:
         """The settings each call runs with: the project's own (prompts, greeting, models...),
-        with every service a stand-in, records in a throwaway SQLite file, and caller lookup
+        with every service a stand-in, records in a throwaway SQLite file and the greeting
+        audio in a throwaway folder (see `run_bench`'s warm-up call), and caller lookup
         from the example contacts unless CONTACTS_FILE names one."""
         from ..settings import PROJECT_ROOT
 
@@ -146,6 +152,7 @@ class StandIns:
             "LIVEKIT_API_KEY": self.livekit.api_key,
             "LIVEKIT_API_SECRET": self.livekit.api_secret,
             "CALL_RECORDS_PATH": str(Path(self._records.name) / "calls.sqlite3"),
+            "GREETING_AUDIO_DIR": str(Path(self._records.name) / "greeting-audio"),
         }
         if not os.environ.get("CONTACTS_FILE"):
             env["CONTACTS_FILE"] = str(PROJECT_ROOT / "contacts.example.json")
