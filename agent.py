@@ -79,8 +79,19 @@ def prewarm(proc: JobProcess) -> None:
 
 
 # Imported once in the worker's forkserver, so every job process shares them copy-on-write
-# instead of importing its own: the call records' SQLAlchemy and Alembic (~28 MB a call).
-PRELOAD_MODULES = ["telephony.records.store", "telephony.records.migrations"]
+# instead of importing its own: this project's modules, and with them the call records'
+# SQLAlchemy and Alembic (~35 MB a call in all). Everything imported above, so none is missed.
+# Also what the openai SDK and the framework import on a call's first LLM request, which
+# would otherwise stall the first answer (a module that is not there is skipped).
+PRELOAD_MODULES = [
+    *sorted(m for m in sys.modules if m.split(".")[0] in ("telephony", "tools")),
+    "anyio._backends._asyncio",
+    "jiter",
+    "openai.lib.streaming.chat",
+    "openai.resources.audio.speech",
+    "openai.resources.chat.completions.completions",
+    "livekit.agents.llm.async_toolset",
+]
 server = AgentServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES)
 
 
