@@ -152,15 +152,6 @@ class GreetingAudioCache:
             joiner.add(frame)
         self._store(key, joiner.result(key))
 
-    def preload(self, keys: Iterable[str]) -> None:
-        """Bring the given keys' audio from disk into memory (at process start)."""
-        for key in keys:
-            _check_key(key)
-            if key not in self._memory:
-                audio = self._read(key)
-                if audio is not None:
-                    self._remember(key, audio)
-
     async def capture(
         self, key: str, frames: AsyncIterable[rtc.AudioFrame]
     ) -> AsyncIterator[rtc.AudioFrame]:

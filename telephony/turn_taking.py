@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from livekit.agents.voice.turn import TurnHandlingOptions
 
-# Silence the VAD waits before it reports the end of speech: the framework's minimum with a
-# turn detector (the silero default, 0.55 s, alone made every answer wait 0.55 s). A shorter
-# VAD silence does not commit a turn by itself: the commit still waits MIN_DELAY after the
-# last word, and MAX_DELAY when the turn detector judges the caller unfinished.
-VAD_MIN_SILENCE_SECONDS = 0.25
+# Silence the VAD waits before it reports the end of speech, after which the turn detector
+# judges the turn. The silero default, 0.55 s, made every answer wait 0.55 s. Below the STT +
+# LLM first token (0.5 s with the benchmark's providers) it costs nothing, since the LLM
+# starts on the final transcript; and it should outlast a caller's short mid-sentence pause.
+# Measured with 400 ms pauses (`bench --pause-ms 400`): at 0.25 s (the framework's minimum)
+# 1 of 11 turns was ended early and the agent talked over the caller; at 0.4 s none, and
+# answers on finished turns were as fast (676 vs 675 ms p50).
+VAD_MIN_SILENCE_SECONDS = 0.4
 
 # The wait after the last word when the turn detector judges the turn finished. 0.3 s is
 # shorter than the LLM's first token (STT + TTFT), so it costs callers nothing.

@@ -74,11 +74,6 @@ def files_in(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-def remove_files(directory: Path) -> None:
-    for path in directory.iterdir():
-        path.unlink()
-
-
 async def capture_all(cache: GreetingAudioCache, key: str, frames: list[rtc.AudioFrame]):
     return await play(cache.capture(key, source(frames)))
 
@@ -188,21 +183,6 @@ async def test_the_file_is_a_plain_16_bit_wav(tmp_path: Path):
     with wave.open(str(tmp_path / f"{KEY}.wav"), "rb") as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 22_050)
         assert wav.readframes(wav.getnframes()) == pcm_of(frames)
-
-
-async def test_preload_brings_files_into_memory(tmp_path: Path):
-    other_key = greeting_key("Hello Maria, thanks for calling Acme.", VOICE)
-    missing_key = greeting_key("never spoken", VOICE)
-    writer = GreetingAudioCache(tmp_path)
-    await capture_all(writer, KEY, tts_frames())
-    await capture_all(writer, other_key, tts_frames(seed=2))
-
-    reader = GreetingAudioCache(tmp_path)
-    reader.preload([KEY, other_key, missing_key])
-    remove_files(tmp_path)
-    assert reader.get(KEY) == writer.get(KEY)
-    assert reader.get(other_key) == writer.get(other_key)
-    assert reader.get(missing_key) is None
 
 
 async def test_memory_only_cache_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
