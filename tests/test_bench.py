@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from telephony import cli
-from telephony.bench.call import Providers, SessionOptions, turn_floor
-from telephony.bench.caller import tools_available
+from telephony.bench.call import Providers, SessionOptions, caller_script, turn_floor
+from telephony.bench.caller import Silence, Speech, tools_available
 
 FIGURES = ("greeting", "response", "overhead")
 
@@ -44,6 +44,9 @@ def test_a_short_bench_run_measures_both_configurations_and_writes_the_json(
         assert run["session"]["min_delay"] <= run["session"]["max_delay"]
         assert (call := report["calls"][name][0])["greeting"] > 0
         assert all(t["floor"] > 0 for t in call["turns"])
+    # The counted calls found the greeting audio the warm-up call cached.
+    assert report["warm_up_greeting"] > 0
+    assert report["runs"]["product"]["turns_committed_early"] == 0
     assert report["runs"]["product"]["greeting_source"] == ["say"]
     assert report["runs"]["baseline"]["greeting_source"] == ["generate_reply"]
     for key in FIGURES:
@@ -77,6 +80,18 @@ def test_the_floor_follows_the_session_options() -> None:
     early = SessionOptions(**{**quick.__dict__, "preemptive_tts": True})
     assert turn_floor(early, 0.3, providers) == pytest.approx(0.1 + 0.4 + 0.15)
     assert turn_floor(early, 0.8, providers) == pytest.approx(0.8)
+
+
+def test_a_hesitating_caller_says_each_line_in_two_halves() -> None:
+    assert caller_script("Tuesday morning would be great.", 0.0) == (
+        Speech("Tuesday morning would be great."),
+    )
+    assert caller_script("Tuesday morning would be great.", 0.5) == (
+        Speech("Tuesday morning"),
+        Silence(0.5),
+        Speech("would be great."),
+    )
+    assert caller_script("Okay.", 0.5) == (Speech("Okay."),)
 
 
 def test_bench_rejects_a_sweep_that_is_not_a_list_of_call_counts(

@@ -57,6 +57,7 @@ async def run_bench(
                 env=env,
                 unset=UNSET,
                 gap=options.gap,
+                pause=options.pause,
                 answer_delay=answer_delay,
             )
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .caller import CallerAudio, Speech, render
+from .caller import CallerAudio, Silence, Speech, render
 from .room import BenchRoom, phone_caller
 from .sink import RealTimeAudioSink
 
@@ -75,6 +75,7 @@ class CallPlan:
     env: dict[str, str]  # set before the agent is imported
     unset: tuple[str, ...] = ()  # removed from the environment
     gap: float = 0.8  # seconds between the end of the agent's speech and the caller's next line
+    pause: float = 0.0  # seconds of silence mid-line (a caller hesitating), 0 for none
     turn_timeout: float = 10.0
     answer_delay: float = 0.0  # seconds after "go" before the caller joins
 
@@ -110,6 +111,7 @@ class TurnResult:
     floor: float = 0.0
     overhead: float | None = None  # response - floor
     cut_off: bool = False  # the agent spoke before the caller had finished
+    committed_early: bool = False  # the session ended the turn before the caller had finished
 
 
 @dataclass
@@ -214,8 +216,20 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any]]:
         proc.userdata["vad"] = silero.VAD.load()  # the examples' VAD, with its defaults
     sample_rate, _ = caller_audio_format(agent.caller_room_options(_caller_context(plan), None))
     for line in plan.lines:
-        render(Speech(line), sample_rate=sample_rate)
+        for item in caller_script(line, plan.pause):
+            if isinstance(item, Speech):
+                render(item, sample_rate=sample_rate)
     return agent, proc.userdata
+
+
+def caller_script(line: str, pause: float) -> tuple[Silence | Speech, ...]:
+    """The line as the caller says it: in one go, or (with a pause) in two halves split at
+    the middle word, with `pause` seconds of silence between them."""
+    words = line.split()
+    if pause <= 0 or len(words) < 2:
+        return (Speech(line),)
+    middle = len(words) // 2
+    return Speech(" ".join(words[:middle])), Silence(pause), Speech(" ".join(words[middle:]))
 
 
 def _caller_context(plan: CallPlan) -> Any:
@@ -362,13 +376,12 @@ async def _take_turn(
     user_states: list[tuple[float, str]],
 ) -> TurnResult:
     replies_before = len(sink.segments)
-    (segment,) = caller.queue(Speech(line))
-    await _until(lambda: segment.ended_at is not None, 60.0, "the caller's line to play")
-    assert segment.ended_at is not None
-    assert segment.started_at is not None
-    turn = TurnResult(
-        line=line, speech_started_at=segment.started_at, speech_ended_at=segment.ended_at
-    )
+    segments = caller.queue(*caller_script(line, plan.pause))
+    first, last = segments[0], segments[-1]
+    await _until(lambda: last.ended_at is not None, 60.0, "the caller's line to play")
+    assert last.ended_at is not None
+    assert first.started_at is not None
+    turn = TurnResult(line=line, speech_started_at=first.started_at, speech_ended_at=last.ended_at)
     turn.endpointing_delay = options.min_delay
     with contextlib.suppress(TimeoutError):
         await _until(lambda: len(sink.segments) > replies_before, plan.turn_timeout, "a reply")
@@ -391,8 +404,11 @@ def _explain_turn(
     start = turn.speech_started_at
     end = turn.reply_started_at if turn.reply_started_at is not None else turn.speech_ended_at + 30
     commits = log.between(TURN_COMMITTED, start, end)
-    committed_at = commits[0][0] if commits else end
+    committed_at = end
     if commits:
+        turn.committed_early = commits[0][0] < turn.speech_ended_at
+        # The answer is to the whole line: the last commit before it is the turn's.
+        committed_at = commits[-1][0]
         turn.committed = committed_at - turn.speech_ended_at
     transcripts = log.between(TRANSCRIPT_RECEIVED, start, committed_at)
     if transcripts:

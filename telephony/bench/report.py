@@ -68,6 +68,7 @@ def summarize(outcomes: Sequence[CallOutcome]) -> dict[str, Any]:
         "turns_answered": len(answered),
         "turns_detector_waited_max": sum(t["detector_waited_max"] for t in answered),
         "turns_cut_off": sum(t["cut_off"] for t in turns),
+        "turns_committed_early": sum(t.get("committed_early", False) for t in turns),
         "turns_unanswered": sum(t["response"] is None for t in turns),
         "floor_finished_ms": _floor(finished),
         "floor_waited_max_ms": _floor([t for t in answered if t["detector_waited_max"]]),
@@ -110,6 +111,7 @@ def sweep_row(n: int, step: StepOutcome) -> dict[str, Any]:
         "turns_answered": summary["turns_answered"],
         "turns_detector_waited_max": summary["turns_detector_waited_max"],
         "turns_cut_off": summary["turns_cut_off"],
+        "turns_committed_early": summary["turns_committed_early"],
         "turns_unanswered": summary["turns_unanswered"],
         "calls_failed": summary["calls_failed"],
         "errors": summary["errors"],
@@ -163,7 +165,7 @@ def render(report: dict[str, Any]) -> str:
                 row += [*_pair(baseline.get(key)), _x(ratio["p50"]), _x(ratio["p90"])]
             rows.append(row)
         rows.append(_count_row("turns the detector made wait its maximum", runs, "max"))
-        rows.append(_count_row("turns cut off / unanswered", runs, "cut"))
+        rows.append(_count_row("turns ended early / cut off / unanswered", runs, "cut"))
         rows.append(
             [
                 "floor on finished turns",
@@ -248,7 +250,10 @@ def _count_row(label: str, runs: dict[str, Any], kind: str) -> list[str]:
         if kind == "max":
             text = f"{run['turns_detector_waited_max']} of {run['turns_answered']}"
         else:
-            text = f"{run['turns_cut_off']} / {run['turns_unanswered']}"
+            text = (
+                f"{run['turns_committed_early']} / {run['turns_cut_off']} / "
+                f"{run['turns_unanswered']}"
+            )
         row += [text, ""]
         if name == "baseline":
             row += ["", ""]
@@ -311,6 +316,7 @@ def options_dict(options: BenchOptions) -> dict[str, Any]:
         "sweep": list(options.sweep),
         "tts_ms_per_char": options.tts_ms_per_char,
         "gap_seconds": options.gap,
+        "pause_seconds": options.pause,
         "answer_interval_seconds": options.answer_interval,
         "caller_lines": list(options.lines),
     }

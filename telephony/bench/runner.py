@@ -78,6 +78,7 @@ class BenchOptions:
     sweep: tuple[int, ...] = ()
     tts_ms_per_char: float = 60.0  # how long the stand-in TTS speaks for each character
     gap: float = 0.8  # seconds from the end of the agent's speech to the caller's next line
+    pause: float = 0.0  # seconds of silence in the middle of each line (0: none)
     # Seconds between the answers of a sweep step's calls. At 0.5 s, 32 calls arrive over
     # 16 s: still far burstier than a real line (32 calls of 3 minutes in progress means one
     # new call every ~6 s), and every call is in progress together once the last is answered.

@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{P} bench --baseline --calls 10 --turns 4",
             f"{P} bench --llm-ttft-ms 700 --tts-ttfb-ms 250 --output bench-results/slow.json",
             f"{P} bench --sweep 1,4,8,16,32 --turns 3",
+            f"{P} bench --baseline --pause-ms 500",
         ],
         run=_bench,
     )
@@ -80,6 +81,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="MS",
         default=60.0,
         help="how long the stand-in TTS speaks per character (60)",
+    )
+    parser.add_argument(
+        "--pause-ms",
+        type=_ms_arg,
+        metavar="MS",
+        default=0.0,
+        help="the caller hesitates: each line is said in two halves with MS of silence "
+        "between them; turns the agent ended before the caller had finished are counted (0)",
     )
     parser.add_argument(
         "--baseline",
@@ -142,6 +151,7 @@ def _bench(args: argparse.Namespace) -> int:
         llm_ttft_ms=args.llm_ttft_ms,
         tts_ttfb_ms=args.tts_ttfb_ms,
         tts_ms_per_char=args.tts_ms_per_char,
+        pause=args.pause_ms / 1000,
         baseline=args.baseline,
         sweep=args.sweep,
     )
