@@ -21,18 +21,16 @@ from typing import Any
 from livekit.agents import (
     AMD,
     Agent,
-    AgentServer,
     AgentSession,
     JobContext,
     JobProcess,
     ModelSettings,
-    cli,
     inference,
     room_io,
 )
 from livekit.agents import vad as vad_base
 
-from telephony import models
+from telephony import models, worker_cli
 from telephony.answering_machine import act_on_verdict, start_detector
 from telephony.call_context import CallContext, call_context_from_participant
 from telephony.call_control import CallControl
@@ -42,11 +40,11 @@ from telephony.config import CallConfig, load_config
 from telephony.contacts import look_up_caller
 from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
 from telephony.dtmf import attach_keypad
+from telephony.env_files import load_env_files
 from telephony.greeting_audio import GreetingAudioCache, greeting_key, tts_voice_identity
 from telephony.lifecycle import hang_up_when_session_closes
 from telephony.log_masking import install_phone_masking
 from telephony.noise_cancellation import caller_noise_filter
-from telephony.prompts import PromptError, Prompts
 from telephony.records.recorder import CallRecorder, recorder_for
 from telephony.records.saving import save_record
 from telephony.records.webhook import start_background_delivery
@@ -56,12 +54,9 @@ from telephony.room import (
     is_console_mode,
     wait_for_caller,
 )
-from telephony.settings import (
-    agent_name_from_env,
-    load_env_files,
-    parse_settings,
-)
+from telephony.settings import agent_name_from_env, parse_settings, worker_options
 from telephony.turn_taking import VAD_MIN_SILENCE_SECONDS, phone_turn_handling
+from telephony.worker_cli import SupervisedServer
 from tools import call_tools
 
 load_env_files()
@@ -92,7 +87,7 @@ PRELOAD_MODULES = [
     "openai.resources.chat.completions.completions",
     "livekit.agents.llm.async_toolset",
 ]
-server = AgentServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES)
+server = SupervisedServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES, **worker_options())
 
 
 @server.on("worker_started")
@@ -407,27 +402,5 @@ async def dial_and_converse(
         await act_on_verdict(detector, session, state)
 
 
-def _settings_problems(argv: list[str]) -> list[str]:
-    """Everything that stops this command from running, all at once; empty for commands
-    that need no settings (`--help`, `download-files`)."""
-    command = next((a for a in argv[1:] if not a.startswith("-")), "")
-    if command not in ("dev", "start", "connect", "console") or "--help" in argv:
-        return []
-    settings, problems = parse_settings()
-    # `--url`, `--api-key`, `--api-secret` on the command line stand in for the variables.
-    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    problems += settings.missing_for(command, cli_flags=given)
-    try:
-        Prompts.load(settings.prompts_dir)
-    except PromptError as e:
-        problems += e.problems
-    return problems
-
-
 if __name__ == "__main__":
-    if problems := _settings_problems(sys.argv):
-        print("The agent cannot start; fix these settings (in .env.local or the environment):")
-        for problem in problems:
-            print(f"  - {problem}")
-        sys.exit(1)
-    cli.run_app(server)
+    worker_cli.run(server, sys.argv)

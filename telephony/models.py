@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from livekit.agents import NOT_GIVEN, NotGivenOr, llm, stt, tts
+from livekit.agents import llm, stt, tts
 from livekit.agents.utils import http_context
 from livekit.plugins import deepgram, openai
 
@@ -68,7 +68,7 @@ def build_stt(models: ModelSettings) -> stt.STT:
 
 def build_llm(models: ModelSettings) -> llm.LLM:
     return openai.LLM(
-        model=models.llm_model, api_key=models.openai_api_key, base_url=_openai_base_url(models)
+        model=models.llm_model, api_key=models.openai_api_key, base_url=models.openai_base_url
     )
 
 
@@ -83,9 +83,5 @@ def build_tts(models: ModelSettings) -> tts.TTS:
         model=models.tts_model,
         voice=models.tts_voice,
         api_key=models.openai_api_key,
-        base_url=_openai_base_url(models),
+        base_url=models.openai_base_url,
     )
-
-
-def _openai_base_url(models: ModelSettings) -> NotGivenOr[str]:
-    return models.openai_base_url or NOT_GIVEN

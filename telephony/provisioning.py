@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from livekit import api
 
+from .placeholders import is_fictional_number, is_placeholder, placeholder_problem
 from .settings import PROJECT_ROOT, Settings, agent_name_from_env
 
 INBOUND = "inbound trunk"
@@ -133,6 +135,17 @@ def load_setup(
             desired.rule = load_dispatch_rule(path)
             desired.rule_names_trunks = bool(desired.rule.trunk_ids)
             check_rule_agent(desired.rule, path, agent_name, agent_variable)
+    placeholders = [
+        f"{_display_path(paths[kind])}: {line}"
+        for kind, trunk in ((INBOUND, desired.inbound), (OUTBOUND, desired.outbound))
+        if trunk is not None
+        for line in trunk_placeholders(trunk)
+    ]
+    if placeholders:
+        raise FileProblem(
+            "the trunk files still hold example values; put your own there (nothing was sent):"
+            "\n  - " + "\n  - ".join(placeholders)
+        )
     if desired.inbound is None and desired.outbound is None and desired.rule is None:
         raise FileProblem(
             "nothing to set up: none of "
@@ -194,6 +207,30 @@ def _load_trunk(path: Path, request_cls: type[Message], kind: str) -> Any:
     for name in ("sip_trunk_id", "created_at", "updated_at"):
         trunk.ClearField(name)
     return trunk
+
+
+def trunk_placeholders(trunk: Message) -> list[str]:
+    """One line per field of a trunk that still holds a shipped example value."""
+    found: list[str] = []
+    for fd, value in trunk.ListFields():
+        values = list(value) if fd.is_repeated else [value]
+        for item in values:
+            if not isinstance(item, str):
+                continue
+            if is_placeholder(item):
+                found.append(placeholder_problem(fd.json_name, item, _PLACEHOLDER_FIX[fd.name]))
+            elif fd.name == "numbers" and is_fictional_number(item):
+                found.append(placeholder_problem(fd.json_name, item, _PLACEHOLDER_FIX["numbers"]))
+    return found
+
+
+_PLACEHOLDER_FIX = defaultdict(
+    lambda: "replace it with your provider's value",
+    address="your SIP provider's host name (e.g. from its trunk settings)",
+    auth_username="the SIP username your provider gave you",
+    auth_password="the SIP password your provider gave you",
+    numbers="your phone number: + then country code and number",
+)
 
 
 def load_dispatch_rule(path: Path) -> api.SIPDispatchRuleInfo:

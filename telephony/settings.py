@@ -1,7 +1,8 @@
 """Every setting the product reads, parsed and validated in one place.
 
-Values come from the process environment; python-dotenv fills in from `.env.local`,
-then `.env` (a value already set wins, so the real environment beats both files).
+Values come from the process environment, filled in from `.env.local`, then `.env` by
+`telephony.env_files` (a value already set wins, so the real environment beats both files).
+An empty value means the default, everywhere.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dotenv import load_dotenv
-
 from .phone_numbers import InvalidDestination, transfer_uri
+from .placeholders import is_placeholder, placeholder_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AGENT_NAME = "my-telephony-agent"
@@ -61,6 +61,8 @@ SETTING_NAMES = (
     "DTMF_MENU_FILE",
     "WARM_TRANSFER",
     "NOISE_CANCELLATION",
+    "WORKER_HTTP_PORT",
+    "WORKER_CONNECT_RETRIES",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -75,14 +77,6 @@ class SettingsError(Exception):
         self.problems = problems
 
 
-def load_env_files(root: Path = PROJECT_ROOT) -> None:
-    """Load `.env.local` then `.env`; neither overrides a variable already set."""
-    for name in (".env.local", ".env"):
-        path = root / name
-        if path.is_file():
-            load_dotenv(path, override=False)
-
-
 @dataclass(frozen=True)
 class ModelSettings:
     stt_model: str = "nova-3"
@@ -92,8 +86,9 @@ class ModelSettings:
     tts_model: str = "gpt-4o-mini-tts"
     tts_voice: str = "ash"
     openai_api_key: str = field(default="", repr=False)
-    # An OpenAI-compatible endpoint instead of api.openai.com (Azure, a proxy, a local server).
-    openai_base_url: str = ""
+    # OpenAI's API root, or an OpenAI-compatible endpoint (Azure, a proxy, a local server).
+    # Always given to the clients: left to itself the SDK reads OPENAI_BASE_URL, even when empty.
+    openai_base_url: str = "https://api.openai.com/v1"
     deepgram_api_key: str = field(default="", repr=False)
     # Deepgram's API root; the STT streams to {root}/listen and the TTS posts to {root}/speak.
     deepgram_base_url: str = "https://api.deepgram.com/v1"
@@ -143,6 +138,11 @@ class Settings:
     warm_transfer: bool = False
     # "off" or "bvc-telephony" (livekit-plugins-noise-cancellation, LiveKit Cloud).
     noise_cancellation: str = "off"
+    # The worker's health/HTTP port (the framework's `port`); None keeps the framework's
+    # default (8081 for `start`, any free port for `dev`), 0 asks for any free port.
+    worker_http_port: int | None = None
+    # Connection attempts to LiveKit before the worker gives up (and exits non-zero).
+    worker_connect_retries: int = 16
 
     def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
         """What a worker command needs that is not set: one line each, with the fix.
@@ -151,20 +151,51 @@ class Settings:
         accepts in place of the LiveKit variables.
         """
         problems: list[str] = []
+        required: list[tuple[str, str, str]] = []
         if command in ("dev", "start", "connect"):
-            for var, value, flag in (
-                ("LIVEKIT_URL", self.livekit_url, "--url"),
-                ("LIVEKIT_API_KEY", self.livekit_api_key, "--api-key"),
-                ("LIVEKIT_API_SECRET", self.livekit_api_secret, "--api-secret"),
-            ):
-                if not value and flag not in cli_flags:
-                    problems.append(f"{var} is not set: copy it from your LiveKit project settings")
+            fix = "copy it from your LiveKit project settings"
+            required += [
+                (var, value, fix)
+                for var, value, flag in (
+                    ("LIVEKIT_URL", self.livekit_url, "--url"),
+                    ("LIVEKIT_API_KEY", self.livekit_api_key, "--api-key"),
+                    ("LIVEKIT_API_SECRET", self.livekit_api_secret, "--api-secret"),
+                )
+                if flag not in cli_flags
+            ]
         if command in ("dev", "start", "connect", "console"):
-            if not self.models.openai_api_key:
-                problems.append("OPENAI_API_KEY is not set: the LLM (and OpenAI TTS) need it")
-            if not self.models.deepgram_api_key:
-                problems.append("DEEPGRAM_API_KEY is not set: speech-to-text needs it")
+            required += [
+                ("OPENAI_API_KEY", self.models.openai_api_key, "the LLM (and OpenAI TTS) need it"),
+                ("DEEPGRAM_API_KEY", self.models.deepgram_api_key, "speech-to-text needs it"),
+            ]
+        for var, value, fix in required:
+            if not value:
+                problems.append(f"{var} is not set: {fix}")
+            elif is_placeholder(value):
+                problems.append(placeholder_problem(var, value, f"replace it ({fix})"))
         return problems
+
+
+def _whole_number(
+    env: Mapping[str, str], name: str, default: int | None, problems: list[str], *, high: int
+) -> int | None:
+    raw = _text(env, name)
+    if not raw:
+        return default
+    if not raw.isdecimal() or not raw.isascii() or int(raw) > high:
+        problems.append(f"{name}={raw!r} must be a whole number from 0 to {high}")
+        return default
+    return int(raw)
+
+
+def worker_options(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The AgentServer options settings choose; needed before settings are validated
+    (a malformed value is left to the framework's default and reported at start-up)."""
+    settings, _ = parse_settings(env, deep_checks=False)
+    options = {"max_retry": settings.worker_connect_retries}
+    if settings.worker_http_port is not None:
+        options["port"] = settings.worker_http_port
+    return options
 
 
 def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -245,6 +276,15 @@ def _url(env: Mapping[str, str], problems: list[str]) -> str:
     return url
 
 
+def _api_root(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
+    """A provider's API root: an http(s) URL, without the trailing slash."""
+    url = _text(env, name, default).rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        problems.append(f"{name}={url!r} must start with https:// (or http://), e.g. {default}")
+        return default
+    return url
+
+
 def _optional_path(env: Mapping[str, str], name: str, problems: list[str]) -> Path | None:
     """A file setting: empty means none; relative paths are relative to the project."""
     raw = _text(env, name)
@@ -267,11 +307,11 @@ def _telephony_depth_problems(settings: Settings) -> list[str]:
 
 
 def _greeting_audio_dir(env: Mapping[str, str]) -> Path | None:
-    """Unset: data/greeting-audio in the project; set but empty: memory only (no folder)."""
-    if "GREETING_AUDIO_DIR" not in env:
-        return Settings.greeting_audio_dir
+    """Empty: data/greeting-audio in the project; "off": memory only (no folder)."""
     raw = _text(env, "GREETING_AUDIO_DIR")
-    return PROJECT_ROOT / raw if raw else None
+    if not raw:
+        return Settings.greeting_audio_dir
+    return None if raw.lower() == "off" else PROJECT_ROOT / raw
 
 
 def _database_url(env: Mapping[str, str], problems: list[str]) -> str:
@@ -315,8 +355,12 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
-    """Parse every setting; a malformed value falls back to its default and is listed."""
+def parse_settings(
+    env: Mapping[str, str] | None = None, *, deep_checks: bool = True
+) -> tuple[Settings, list[str]]:
+    """Parse every setting; a malformed value falls back to its default and is listed.
+
+    `deep_checks=False` skips reading the files settings name (schedules, contacts, menus)."""
     env = os.environ if env is None else env
     problems: list[str] = []
 
@@ -334,10 +378,10 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         tts_model=_text(env, "TTS_MODEL"),
         tts_voice=_text(env, "TTS_VOICE"),
         openai_api_key=_text(env, "OPENAI_API_KEY"),
-        openai_base_url=_text(env, "OPENAI_BASE_URL"),
+        openai_base_url=_api_root(env, "OPENAI_BASE_URL", ModelSettings.openai_base_url, problems),
         deepgram_api_key=_text(env, "DEEPGRAM_API_KEY"),
-        deepgram_base_url=_text(env, "DEEPGRAM_BASE_URL", ModelSettings.deepgram_base_url).rstrip(
-            "/"
+        deepgram_base_url=_api_root(
+            env, "DEEPGRAM_BASE_URL", ModelSettings.deepgram_base_url, problems
         ),
     )
     models = _with_tts_defaults(models)
@@ -389,8 +433,12 @@ def parse_settings(env: Mapping[str, str] | None = None) -> tuple[Settings, list
         noise_cancellation=_choice(
             env, "NOISE_CANCELLATION", "off", ("off", "bvc-telephony"), problems
         ),
+        worker_http_port=_whole_number(env, "WORKER_HTTP_PORT", None, problems, high=65535),
+        worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)
+        or 0,
     )
-    problems.extend(_telephony_depth_problems(settings))
+    if deep_checks:
+        problems.extend(_telephony_depth_problems(settings))
     if settings.webhook_url and not settings.webhook_secret:
         problems.append(
             "CALL_WEBHOOK_SECRET is not set: every webhook is signed, so set a long random "

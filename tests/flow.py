@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -107,13 +108,16 @@ async def job(
     `audio_input` is what the session hears from the room (none: text only); with it, the
     job gets `vad` (default: the prewarmed VAD) as the worker's prewarm provides it, and
     `greeting_audio`, the process's greeting audio cache, if given (none: no cache)."""
+    # The stand-ins' keys and addresses, unless the test set its own before.
     for name, value in {
         "OPENAI_API_KEY": "test",
         "OPENAI_BASE_URL": llm.base_url,
         "DEEPGRAM_API_KEY": "test",
         "TTS_MODEL": "tts-1",
-        **(env or {}),
     }.items():
+        if name not in os.environ:
+            monkeypatch.setenv(name, value)
+    for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
 
     room = BenchRoom(room_name)

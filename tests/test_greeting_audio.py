@@ -420,7 +420,11 @@ def test_evicted_entries_come_back_from_disk(tmp_path: Path):
 
 def test_greeting_audio_dir_setting():
     assert read_settings({}).greeting_audio_dir == PROJECT_ROOT / "data" / "greeting-audio"
-    assert read_settings({"GREETING_AUDIO_DIR": ""}).greeting_audio_dir is None
+    # Empty means the default, as for every setting; "off" keeps the audio in memory only.
+    assert read_settings({"GREETING_AUDIO_DIR": ""}).greeting_audio_dir == (
+        PROJECT_ROOT / "data" / "greeting-audio"
+    )
+    assert read_settings({"GREETING_AUDIO_DIR": "off"}).greeting_audio_dir is None
     assert read_settings({"GREETING_AUDIO_DIR": "cache/greet"}).greeting_audio_dir == (
         PROJECT_ROOT / "cache" / "greet"
     )

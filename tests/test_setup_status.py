@@ -58,9 +58,26 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
-@pytest.fixture
-def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Copies of the project's three files, used as setup's defaults."""
+# What a user puts in place of the shipped example values (setup refuses those).
+OUR_NUMBER = "+14155552671"
+OUR_PROVIDER = {
+    "address": "sip.acme-telecom.net",
+    "authUsername": "acme-agent",
+    "authPassword": "s3cret-sip-pass",
+}
+
+
+def fill_in(folder: Path) -> None:
+    """Replace the example values of the copied trunk files, as a user does."""
+    edit(folder / "inbound-trunk.json", lambda d: d["trunk"].update(numbers=[OUR_NUMBER]))
+    edit(
+        folder / "outbound-trunk.json",
+        lambda d: d["trunk"].update(numbers=[OUR_NUMBER], **OUR_PROVIDER),
+    )
+
+
+def copy_shipped_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Copies of the project's three files as shipped, used as setup's defaults."""
     folder = tmp_path / "sip"
     folder.mkdir()
     paths = {}
@@ -69,6 +86,14 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         copy.write_text((PROJECT_ROOT / default.name).read_text())
         monkeypatch.setitem(provisioning.DEFAULT_FILES, kind, copy)
         paths[kind] = copy
+    return paths
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """The project's three files with the user's own values filled in."""
+    paths = copy_shipped_files(tmp_path, monkeypatch)
+    fill_in(tmp_path / "sip")
     return paths
 
 
@@ -99,6 +124,28 @@ def closed_port() -> int:
 # ------------------------------------------------------------------ setup
 
 
+async def test_setup_refuses_the_shipped_example_values_before_sending_anything(
+    livekit_server: LiveKitServerStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+):
+    copy_shipped_files(tmp_path, monkeypatch)
+
+    for argv in (("setup",), ("setup", "--dry-run")):
+        result = await cli(*argv)
+
+        assert result.code == 2, result.text
+        assert livekit_server.requests == []
+        for file, field in (
+            ("inbound-trunk.json", "numbers"),
+            ("outbound-trunk.json", "address"),
+            ("outbound-trunk.json", "authUsername"),
+            ("outbound-trunk.json", "authPassword"),
+        ):
+            assert any(
+                file in line and f"{field} is still the example value" in line
+                for line in result.err.splitlines()
+            ), (file, field, result.err)
+
+
 async def test_first_run_creates_the_trunks_and_a_rule_attached_to_the_inbound_trunk(
     livekit_server: LiveKitServerStandin, files, cli
 ):
@@ -109,11 +156,11 @@ async def test_first_run_creates_the_trunks_and_a_rule_attached_to_the_inbound_t
     [outbound] = livekit_server.calls("CreateSIPOutboundTrunk")
     [rule] = livekit_server.calls("CreateSIPDispatchRule")
     assert inbound.request.trunk.name == "telephony-agent inbound"
-    assert list(inbound.request.trunk.numbers) == ["+15105550100"]
+    assert list(inbound.request.trunk.numbers) == [OUR_NUMBER]
     assert dict(inbound.request.trunk.headers_to_attributes) == {"X-Customer-Id": "customer_id"}
     assert outbound.request.trunk.name == "telephony-agent outbound"
-    assert outbound.request.trunk.address == "your-trunk.pstn.example.com"
-    assert list(outbound.request.trunk.numbers) == ["+15105550100"]
+    assert outbound.request.trunk.address == OUR_PROVIDER["address"]
+    assert list(outbound.request.trunk.numbers) == [OUR_NUMBER]
     sent_rule = rule.request.dispatch_rule
     assert sent_rule.name == "telephony-agent inbound calls"
     assert [a.agent_name for a in sent_rule.room_config.agents] == [DEFAULT_AGENT_NAME]
@@ -129,7 +176,7 @@ async def test_first_run_creates_the_trunks_and_a_rule_attached_to_the_inbound_t
     assert f"SIP_OUTBOUND_TRUNK_ID={outbound_id}" in lines
     assert f"created {inbound_id}" in result.out
     assert "3 created, 0 updated, 0 unchanged" in result.out
-    assert "your-sip-password" not in result.text
+    assert OUR_PROVIDER["authPassword"] not in result.text
 
 
 async def test_second_run_sends_no_change_and_says_unchanged(
@@ -159,7 +206,7 @@ async def test_a_changed_file_updates_the_object_in_place(
     [inbound_id] = livekit_server.store.inbound_trunks
     edit(
         files[provisioning.INBOUND],
-        lambda d: d["trunk"].update(numbers=["+15105550100", "+15105550111"]),
+        lambda d: d["trunk"].update(numbers=[OUR_NUMBER, "+14155552672"]),
     )
 
     result = await cli("setup")
@@ -167,7 +214,7 @@ async def test_a_changed_file_updates_the_object_in_place(
     assert result.code == 0, result.text
     [update] = livekit_server.calls("UpdateSIPInboundTrunk")
     assert update.request.sip_trunk_id == inbound_id
-    assert list(update.request.replace.numbers) == ["+15105550100", "+15105550111"]
+    assert list(update.request.replace.numbers) == [OUR_NUMBER, "+14155552672"]
     assert writes(livekit_server).count("UpdateSIPInboundTrunk") == 1
     assert not livekit_server.calls("UpdateSIPDispatchRule")  # same trunk id: rule unchanged
     assert list(livekit_server.store.inbound_trunks) == [inbound_id]  # no second trunk
@@ -205,10 +252,10 @@ async def test_dry_run_prints_the_requests_and_sends_no_change(
     for method in ("CreateSIPInboundTrunk", "CreateSIPOutboundTrunk", "CreateSIPDispatchRule"):
         assert f"livekit.SIP/{method}" in result.out
     assert '"name": "telephony-agent inbound"' in result.out
-    assert '"+15105550100"' in result.out
+    assert f'"{OUR_NUMBER}"' in result.out
     assert '"agentName": "my-telephony-agent"' in result.out
     assert '"authPassword": "<redacted>"' in result.out
-    assert "your-sip-password" not in result.text
+    assert OUR_PROVIDER["authPassword"] not in result.text
     assert "3 request(s) would be sent" in result.out
     assert not livekit_server.store.inbound_trunks
 
@@ -416,10 +463,12 @@ async def test_status_of_a_healthy_setup(
     assert "problem" not in result.out
     assert "credentials accepted" in result.out
     assert "sends calls on ST_" in result.out and "to 'my-telephony-agent'" in result.out
-    assert "answers +15105550100" in result.out
-    assert "SIP_OUTBOUND_TRUNK_ID) calls from +15105550100 via your-trunk" in result.out
+    assert f"answers {OUR_NUMBER}" in result.out
+    address = OUR_PROVIDER["address"]
+    assert f"SIP_OUTBOUND_TRUNK_ID) calls from {OUR_NUMBER} via {address}" in result.out
     assert result.out.rstrip().endswith("all checks passed")
-    for secret in (livekit_server.api_secret, "your-sip-password", "sk-test-not-a-real-key"):
+    secrets = (livekit_server.api_secret, OUR_PROVIDER["authPassword"], "sk-test-not-a-real-key")
+    for secret in secrets:
         assert secret not in result.text
 
 

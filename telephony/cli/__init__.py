@@ -25,8 +25,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from ..env_files import load_env_files
 from ..records.store import StoreError
-from ..settings import SettingsError, load_env_files
+from ..settings import SettingsError
 from . import bench, call, calls, campaign, setup, status
 from .base import CliError, UsageError
 
