@@ -75,3 +75,33 @@ def test_broken_prompt_stops_the_worker_before_any_call(tmp_path):
 def test_download_files_needs_no_settings():
     result = run_agent("download-files")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_url_flag_gets_the_same_check_as_the_variable():
+    keys = {
+        "LIVEKIT_API_KEY": "APIkey",
+        "LIVEKIT_API_SECRET": "secret",
+        "OPENAI_API_KEY": "sk-x",
+        "DEEPGRAM_API_KEY": "dg-x",
+    }
+    for flag in (["--url", "my-project.livekit.cloud"], ["--url=my-project.livekit.cloud"]):
+        result = run_agent("start", *flag, env=keys)
+        assert result.returncode == 1, result.stdout + result.stderr
+        problems = [line for line in result.stdout.splitlines() if line.startswith("  - ")]
+        assert problems == [
+            "  - LIVEKIT_URL='my-project.livekit.cloud' must start with wss:// (or ws://, "
+            "https://, http://), e.g. wss://my-project.livekit.cloud"
+        ]
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_placeholder_flags_are_refused_like_placeholder_variables():
+    result = run_agent(
+        "start",
+        "--api-key",
+        "your-livekit-api-key",
+        env={"LIVEKIT_URL": "wss://acme.livekit.cloud", "LIVEKIT_API_SECRET": "s"}
+        | {"OPENAI_API_KEY": "sk-x", "DEEPGRAM_API_KEY": "dg-x"},
+    )
+    assert result.returncode == 1
+    assert "LIVEKIT_API_KEY is still the example value 'your-livekit-api-key'" in result.stdout

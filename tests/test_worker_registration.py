@@ -10,9 +10,9 @@ job offered for that name. No network beyond 127.0.0.1.
 A worker started with ``start`` runs in production mode, which brings three things the tests
 work around without touching the product:
 
-* it serves a health check on 0.0.0.0:8081 and, if that port is taken, logs "worker failed"
-  and exits with code 0 before ever connecting. Runs of these tests take a file lock so they
-  do not collide with each other, and skip if something else holds the port.
+* it serves a health check on 0.0.0.0:8081 unless WORKER_HTTP_PORT says otherwise; the tests
+  set it to 0 (any free port), so they run beside each other and beside whatever else holds
+  8081, and check that a taken port makes the worker exit non-zero.
 * before connecting it pre-warms one job process per CPU (``prewarm`` loads the VAD and the
   config). There is no setting for that count short of ``NUM_CPUS``, which would also skew
   the CPU load the worker reports, so it is left alone.
@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -45,6 +42,7 @@ from livekit import api
 from livekit.protocol import agent
 
 from telephony.settings import PROJECT_ROOT, SETTING_NAMES
+from telephony.worker_cli import EXIT_WORKER_FAILED
 from tests.standins.worker_server import (
     ConnectionRejected,
     NoWorkerAvailable,
@@ -53,8 +51,7 @@ from tests.standins.worker_server import (
 )
 
 DISPATCH_RULE = PROJECT_ROOT / "dispatch-rule.json"
-HEALTH_PORT = 8081  # where `start` serves its health check (dev mode picks a free port)
-PORT_LOCK = Path(tempfile.gettempdir()) / f"telephony-agent-worker-{HEALTH_PORT}.lock"
+DEFAULT_HEALTH_PORT = 8081  # where `start` serves its health check unless WORKER_HTTP_PORT is set
 REGISTER_TIMEOUT = 30.0  # import ~2 s + pre-warm (waited on for at most 12 s) + connect
 STOP_GRACE = 5.0  # an idle worker exits within a second of SIGTERM
 # Not product settings, but read by the worker; emptied so the developer's shell or
@@ -118,38 +115,11 @@ def worker_env(server: WorkerServerStandin, **overrides: str) -> dict[str, str]:
         LIVEKIT_API_SECRET=server.api_secret,
         OPENAI_API_KEY="test",
         DEEPGRAM_API_KEY="test",
+        WORKER_HTTP_PORT="0",  # any free port: runs never collide
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
     return env
-
-
-@pytest.fixture
-def health_port() -> Iterator[None]:
-    """Hold the lock on port 8081 for one worker run; skip if something else listens there."""
-    with PORT_LOCK.open("w") as lock:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another test run held {PORT_LOCK} for 60 s")
-                time.sleep(0.2)
-        with socket.socket() as probe:
-            # aiohttp binds with SO_REUSEADDR too, so a socket in TIME_WAIT is no obstacle.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("", HEALTH_PORT))
-            except OSError as e:
-                pytest.skip(
-                    f"port {HEALTH_PORT} is in use ({e}); `agent.py start` serves its health "
-                    "check there and exits without registering when it cannot (is a worker "
-                    "already running?)"
-                )
-        yield
-        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.asynccontextmanager
@@ -210,7 +180,6 @@ async def worker_server() -> AsyncIterator[WorkerServerStandin]:
 # --------------------------------------------------------------------------- the tests
 
 
-@pytest.mark.usefixtures("health_port")
 async def test_start_registers_as_the_dispatch_rule_agent_and_accepts_its_jobs(
     worker_server: WorkerServerStandin,
 ):
@@ -256,7 +225,6 @@ async def test_start_registers_as_the_dispatch_rule_agent_and_accepts_its_jobs(
         assert answer.participant_attributes["lk.agent.name"] == rule_agent
 
 
-@pytest.mark.usefixtures("health_port")
 async def test_agent_name_setting_renames_the_worker_so_the_rule_must_follow(
     worker_server: WorkerServerStandin,
 ):
@@ -275,6 +243,69 @@ async def test_agent_name_setting_renames_the_worker_so_the_rule_must_follow(
         [rule_agent] = dispatch_rule_agent_names()
         with pytest.raises(NoWorkerAvailable):
             await worker_server.offer_job(rule_agent, room_name=f"call-_{CALLER}_Xy7Qk2")
+
+
+async def test_two_workers_register_on_one_host_while_8081_is_taken(
+    worker_server: WorkerServerStandin,
+):
+    with held_port(DEFAULT_HEALTH_PORT, required=False):
+        async with (
+            agent_start(worker_server, LIVEKIT_AGENT_NAME="first") as first,
+            agent_start(worker_server, LIVEKIT_AGENT_NAME="second") as second,
+        ):
+            for name in ("first", "second"):
+                await worker_server.wait_for_registration(REGISTER_TIMEOUT, agent_name=name)
+            assert first.proc.returncode is None and second.proc.returncode is None
+    assert {r.agent_name for r in worker_server.registrations} == {"first", "second"}
+
+
+async def test_worker_exits_non_zero_when_its_health_port_is_taken(
+    worker_server: WorkerServerStandin,
+):
+    with held_port(0) as port:
+        async with agent_start(worker_server, WORKER_HTTP_PORT=str(port)) as worker:
+            code = await asyncio.wait_for(worker.proc.wait(), REGISTER_TIMEOUT)
+    assert code == EXIT_WORKER_FAILED
+    assert worker_server.registrations == []
+    assert any("address already in use" in line for line in worker.output)
+    assert any("The agent stopped because the worker failed" in line for line in worker.output)
+
+
+async def test_worker_exits_non_zero_when_livekit_cannot_be_reached(
+    worker_server: WorkerServerStandin,
+):
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    unreachable = {"LIVEKIT_URL": f"ws://127.0.0.1:{closed}", "WORKER_CONNECT_RETRIES": "1"}
+    async with agent_start(worker_server, **unreachable) as worker:
+        code = await asyncio.wait_for(worker.proc.wait(), REGISTER_TIMEOUT)
+    assert code == EXIT_WORKER_FAILED
+    assert any("failed to connect to livekit after 1 attempts" in line for line in worker.output)
+
+
+async def test_a_stopped_worker_exits_zero(worker_server: WorkerServerStandin):
+    async with agent_start(worker_server) as worker:
+        await worker.registration(worker_server)
+        worker.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(worker.proc.wait(), STOP_GRACE)
+    assert code == 0
+
+
+@contextlib.contextmanager
+def held_port(port: int, *, required: bool = True) -> Iterator[int]:
+    """A port another program holds (0: any free one), listening unless asked not to."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("", port))
+        except OSError:
+            if required:
+                raise
+            yield port  # something else holds it already: just as good
+            return
+        holder.listen()
+        yield holder.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- the stand-in
