@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from telephony.call_limits import user_away_timeout, watch_call_limits
 from telephony.call_state import CallState
 from telephony.config import CallConfig, load_config
 from telephony.contacts import look_up_caller
-from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
+from telephony.dial_request import DialRequest, InvalidMetadata, read_job_metadata
 from telephony.dtmf import attach_keypad
 from telephony.env_files import load_env_files
 from telephony.greeting_audio import GreetingAudioCache, greeting_key, tts_voice_identity
@@ -245,7 +245,8 @@ async def run_call(job: CallJob) -> None:
     job.vad = ctx.proc.userdata.get("vad")
     install_phone_masking(config.settings.mask_phone_numbers)
     try:
-        dial = parse_dial_request(ctx.job.metadata)
+        metadata = read_job_metadata(ctx.job.metadata)
+        dial = metadata.dial
         if dial and not config.settings.outbound_trunk_id:
             raise InvalidMetadata("SIP_OUTBOUND_TRUNK_ID is not set, so no call can be placed")
     except InvalidMetadata as e:
@@ -255,7 +256,11 @@ async def run_call(job: CallJob) -> None:
         return
 
     if dial is None:
-        await answer_call(job, config)
+        if metadata.ignored:
+            logger.warning(
+                "job metadata in room %s ignored: %s", ctx.job.room.name, metadata.ignored
+            )
+        await answer_call(job, config, metadata.context)
     elif config.calling_hours and not dial.force and config.outside_calling_hours():
         reason = f"outside the calling hours ({config.calling_hours.describe()})"
         logger.warning("refused outbound job in room %s: %s", ctx.job.room.name, reason)
@@ -270,13 +275,16 @@ def new_call_state(
     job: CallJob, config: CallConfig, context: CallContext, dial: DialRequest | None = None
 ) -> CallState:
     state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
+    state.dispatch_context = dial.context if dial else {}
     state.greeting_audio = job.ctx.proc.userdata.get("greeting_audio")
     if config.keypad_menu is not None:
         state.keypad_menu = config.keypad_menu.prompt
     return state
 
 
-async def answer_call(job: CallJob, config: CallConfig) -> None:
+async def answer_call(
+    job: CallJob, config: CallConfig, dispatch_context: Mapping[str, str]
+) -> None:
     """An inbound caller (or a web client): find them; the agent greets them on entering."""
     ctx = job.ctx
     if is_console_mode():
@@ -295,6 +303,7 @@ async def answer_call(job: CallJob, config: CallConfig) -> None:
     ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
     logger.info("call connected", extra=ctx.log_context_fields)
     state = new_call_state(job, config, context)
+    state.dispatch_context = dispatch_context
     state.after_hours = config.after_hours()
     # Both are bounded and never fail the call: at worst, no name and no extra filter.
     state.contact, noise_filter = await asyncio.gather(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .call_context import CallContext
 from .call_control import CallControl
@@ -24,6 +24,9 @@ class CallState:
     control: CallControl
     context: CallContext
     dial_request: DialRequest | None = None
+    # What the dispatcher knows about this call: the dial request's `context` on calls we
+    # place, the job metadata's values on calls we answer (a dispatch rule's metadata).
+    dispatch_context: Mapping[str, str] = field(default_factory=dict)
     # How the agent ended the call, when a tool ended it (goodbye, transfer, voicemail).
     ending: Outcome | None = None
     transferred_to: str = ""
@@ -57,9 +60,9 @@ class CallState:
         contact = self.contact or {}
         details = ", ".join(f"{k}={v}" for k, v in sorted(contact.items()) if v)
         fields = self.context.prompt_fields()
-        if self.dial_request and self.dial_request.context:
-            # The dispatcher's details about the callee join the phone system's.
-            extra = dict(self.context.custom_attributes) | dict(self.dial_request.context)
+        if self.dispatch_context:
+            # The dispatcher's details about the call join the phone system's.
+            extra = dict(self.context.custom_attributes) | dict(self.dispatch_context)
             fields["custom_attributes"] = ", ".join(f"{k}={v}" for k, v in sorted(extra.items()))
         return {
             **fields,

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .business_hours import Schedule
-from .contacts import normalize_number
 from .dial_request import InvalidMetadata
 from .outbound_dispatch import (
     CallResult,
@@ -46,7 +45,7 @@ from .outbound_dispatch import (
     new_room_name,
     span_text,
 )
-from .phone_numbers import InvalidDestination, require_e164
+from .phone_numbers import InvalidDestination, normalize_number, require_e164
 from .records.model import Outcome
 from .records.store import StoreError
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .phone_numbers import is_e164, mask_number
+from .phone_numbers import InvalidDestination, human_number, is_e164, mask_number
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -41,7 +41,6 @@ ContactLookup = Callable[[str], Awaitable[Contact | None]]
 NUMBER_FIELD = "phone_number"
 _EXAMPLE_NUMBER = "+15105550123"
 # What a number may carry besides digits and '+', removed before checking it is E.164.
-_PUNCTUATION = str.maketrans("", "", " -.()\t\u00a0")
 
 
 class ContactsError(ValueError):
@@ -56,11 +55,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(PROJECT_ROOT))
     except ValueError:
         return str(path)
-
-
-def normalize_number(raw: str) -> str:
-    """Strip spaces, dashes, dots and parentheses: '+1 (510) 555-0123' -> '+15105550123'."""
-    return raw.strip().translate(_PUNCTUATION)
 
 
 def _text(value: object) -> str:
@@ -98,13 +92,10 @@ def _number(raw: object, where: str) -> str:
     text = str(raw)
     if not text.strip():
         raise ContactsError(f"{where}: {NUMBER_FIELD} is empty")
-    number = normalize_number(text)
-    if not is_e164(number):
-        raise ContactsError(
-            f"{where}: {NUMBER_FIELD} {text!r} is not E.164: write '+', the country code "
-            f"and the number, e.g. {_EXAMPLE_NUMBER}"
-        )
-    return number
+    try:
+        return human_number(text, field=NUMBER_FIELD)
+    except InvalidDestination as e:
+        raise ContactsError(f"{where}: {e}, e.g. {_EXAMPLE_NUMBER}") from None
 
 
 def _add(

@@ -1,12 +1,16 @@
-"""The outbound dial request carried in the job's metadata.
+"""What a job's metadata asks for: a call to place, or context for a call we answer.
 
-`lk dispatch create --metadata '{"phone_number": "+15105550123"}'` (or the agent
-dispatch API) puts a JSON object in the job metadata. An empty metadata means no
-dial: the job waits for whoever joins (an inbound caller, a web client).
+`lk dispatch create --metadata '{"phone_number": "+15105550123"}'` (or the agent dispatch
+API) puts a JSON object in the job metadata. Only a `phone_number` key makes a job a call to
+place. Any other metadata, which dispatch rules (`roomConfig.agents[].metadata`) and worker
+hosts attach too, leaves the job an inbound or web call: its JSON object's values are context
+for that call (the prompts see them), and metadata that is not a JSON object is ignored with
+a warning. It is never a reason to hang up on a caller.
 
-Keys: `phone_number` (E.164, required), `transfer_to` (a number or SIP URI for this
-call's "default" transfer), `dtmf` (keys LiveKit plays once the call is answered, to
-reach an extension: digits, `*`, `#`, and `w` for a half-second pause, e.g. "ww1234#").
+Dial request keys: `phone_number` (E.164, required), `transfer_to` (a number or SIP URI for
+this call's "default" transfer), `dtmf` (keys LiveKit plays once the call is answered, to
+reach an extension: digits, `*`, `#`, and `w` for a half-second pause, e.g. "ww1234#"),
+`force` and `context`.
 """
 
 from __future__ import annotations
@@ -44,29 +48,72 @@ _DTMF = re.compile(r"[0-9*#wW]*")
 MAX_DTMF_LENGTH = 32
 
 
-def parse_dial_request(metadata: str | None) -> DialRequest | None:
-    """Return the dial request in `metadata`, None when there is none, or raise InvalidMetadata."""
+@dataclass(frozen=True)
+class JobMetadata:
+    """A job's metadata, read: a call to place, or context for the call we answer."""
+
+    dial: DialRequest | None = None
+    # For a call we answer: the metadata object's values, as text.
+    context: Mapping[str, str] = field(default_factory=dict)
+    # Why metadata was ignored (not a JSON object), for one warning line; "" if it was not.
+    ignored: str = ""
+
+
+# A dial request's key: its presence, even in broken JSON, makes the job a call to place.
+DIAL_KEY = "phone_number"
+# Bounds on an inbound job's context, which ends up in the LLM's instructions.
+MAX_CONTEXT_ITEMS = 50
+MAX_CONTEXT_VALUE_LENGTH = 500
+
+
+def read_job_metadata(metadata: str | None) -> JobMetadata:
+    """Read `metadata`; raise InvalidMetadata only for a malformed dial request."""
     if metadata is None or not metadata.strip():
-        return None
+        return JobMetadata()
     try:
         data = json.loads(metadata)
     except json.JSONDecodeError as e:
-        raise InvalidMetadata(
-            f"job metadata is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
-            f"expected an object like {_EXAMPLE}"
-        ) from None
+        if DIAL_KEY in metadata:
+            raise InvalidMetadata(
+                f"job metadata is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                f"expected an object like {_EXAMPLE}"
+            ) from None
+        return JobMetadata(ignored="it is not JSON")
     if not isinstance(data, dict):
-        raise InvalidMetadata(
-            f"job metadata must be a JSON object like {_EXAMPLE}, got {type(data).__name__}"
-        )
+        return JobMetadata(ignored=f"it is a JSON {type(data).__name__}, not an object")
+    if DIAL_KEY not in data:
+        return JobMetadata(context=_inbound_context(data))
+    return JobMetadata(dial=_dial_request(data))
+
+
+def parse_dial_request(metadata: str | None) -> DialRequest | None:
+    """The dial request in `metadata`, None when it asks for no call, or raise InvalidMetadata."""
+    return read_job_metadata(metadata).dial
+
+
+def _inbound_context(data: Mapping[str, object]) -> dict[str, str]:
+    """An answered call's metadata as text: nested values as JSON, the size bounded."""
+    context: dict[str, str] = {}
+    for key, value in list(data.items())[:MAX_CONTEXT_ITEMS]:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        else:
+            text = str(value)
+        context[str(key)] = text[:MAX_CONTEXT_VALUE_LENGTH]
+    return context
+
+
+def _dial_request(data: Mapping[str, object]) -> DialRequest:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
         raise InvalidMetadata(
             f"job metadata has unknown key(s) {', '.join(map(repr, unknown))}; "
             f"known keys: {', '.join(sorted(_KNOWN_KEYS))}"
         )
-    if "phone_number" not in data:
-        raise InvalidMetadata(f"job metadata has no 'phone_number' to dial; expected {_EXAMPLE}")
     try:
         phone_number = require_e164(data["phone_number"], field="phone_number")
         transfer_to = data.get("transfer_to")

@@ -1,36 +1,80 @@
-"""Phone numbers and SIP destinations: validation and masking for logs."""
+"""Phone numbers and SIP destinations: validation (libphonenumber's rules) and masking for logs.
+
+Every number that enters the product (job metadata, the operator CLI, campaign and contacts
+files, transfer destinations) goes through `require_e164` or `human_number`: what comes out is
+a number that exists in its country's numbering plan, written as clean ASCII E.164. A regex
+alone let through "+14155550123\\n" (`$` matches before a final newline), Arabic-Indic digits
+(`\\d` is Unicode) and numbers no country has, such as +999999999.
+"""
 
 from __future__ import annotations
 
 import re
 
-# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
+
+# What we dial and store: a plus, then ASCII digits only (the country code does not start with 0).
+_E164_FORM = re.compile(r"\+[1-9][0-9]{6,14}")
 # What a SIP REFER may carry: "tel:+E164" for PSTN providers (Twilio, Telnyx),
 # "sip:user@host" for PBXes (Asterisk, FreeSWITCH).
-_SIP_URI = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
+_SIP_URI = re.compile(r"sips?:[^@\s]+@[^@\s]+")
+# Separators people write inside numbers: '+1 (510) 555-0123', '+1.510.555.0123'.
+_PUNCTUATION = str.maketrans("", "", " -.()\u00a0\t")
+_EXAMPLE = "'+15105550123'"
+
+_WHY_NOT_POSSIBLE = {
+    ValidationResult.INVALID_COUNTRY_CODE: "no country has that code",
+    ValidationResult.TOO_SHORT: "too short for its country",
+    ValidationResult.TOO_LONG: "too long for its country",
+    ValidationResult.INVALID_LENGTH: "the wrong length for its country",
+}
 
 
 class InvalidDestination(ValueError):
     """A phone number or transfer destination that cannot be dialed."""
 
 
+def invalid_number_reason(number: str) -> str | None:
+    """Why `number` is not a dialable E.164 number, or None if it is one."""
+    if not _E164_FORM.fullmatch(number):
+        return "write it as '+' then the country code and number, ASCII digits only"
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except NumberParseException:
+        return "no country has that code"
+    if phonenumbers.is_valid_number(parsed):
+        return None
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    return _WHY_NOT_POSSIBLE.get(reason, "no such number exists in its country's numbering plan")
+
+
 def is_e164(number: str) -> bool:
-    return bool(_E164.match(number))
+    """True for a valid number written as clean E.164."""
+    return invalid_number_reason(number) is None
 
 
 def require_e164(number: object, *, field: str) -> str:
-    """Return `number` if it is an E.164 string, else raise with what to fix."""
+    """Return `number` if it is a valid number in clean E.164, else raise with what to fix."""
     if not isinstance(number, str):
         raise InvalidDestination(
-            f"{field} must be a string like '+15105550123', got {type(number).__name__}"
+            f"{field} must be a string like {_EXAMPLE}, got {type(number).__name__}"
         )
-    if not is_e164(number):
-        raise InvalidDestination(
-            f"{field} {number!r} is not an E.164 number: write it as '+' then country code "
-            "and number, digits only, e.g. '+15105550123'"
-        )
+    if reason := invalid_number_reason(number):
+        raise InvalidDestination(f"{field} {number!r} is not a valid phone number: {reason}")
     return number
+
+
+def normalize_number(raw: str) -> str:
+    """A number as people write it, without its separators: '+1 (510) 555-0123' ->
+    '+15105550123'. Only spaces, dashes, dots and parentheses go: anything else stays for
+    `require_e164` to refuse."""
+    return raw.strip().translate(_PUNCTUATION)
+
+
+def human_number(text: str, *, field: str) -> str:
+    """A number typed or exported by a person (CLI, CSV, contacts): separators allowed."""
+    return require_e164(normalize_number(text), field=field)
 
 
 def transfer_uri(destination: object, *, field: str) -> str:
@@ -41,11 +85,10 @@ def transfer_uri(destination: object, *, field: str) -> str:
     if not isinstance(destination, str):
         raise InvalidDestination(f"{field} must be a string, got {type(destination).__name__}")
     value = destination.strip()
-    if is_e164(value):
-        return f"tel:{value}"
-    if value.startswith("tel:") and is_e164(value[4:]):
-        return value
-    if _SIP_URI.match(value):
+    number = value.removeprefix("tel:")
+    if number.startswith("+"):
+        return "tel:" + require_e164(number, field=field)
+    if _SIP_URI.fullmatch(value):
         return value
     raise InvalidDestination(
         f"{field} {destination!r} is not a transfer destination: use '+15105550123', "

@@ -251,14 +251,14 @@ _DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def parse_transfer_destinations(raw: str) -> dict[str, str]:
-    """Parse 'sales=tel:+15550001111,support=sip:support@pbx.example.com'."""
+    """Parse 'sales=tel:+16285551111,support=sip:support@pbx.example.com'."""
     destinations: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         name, sep, target = item.partition("=")
         name = name.strip().lower()
         if not sep or not _DESTINATION_NAME.match(name):
             raise InvalidDestination(
-                f"TRANSFER_DESTINATIONS entry {item!r} must look like name=tel:+15550001111"
+                f"TRANSFER_DESTINATIONS entry {item!r} must look like name=tel:+16285551111"
             )
         if name in destinations:
             raise InvalidDestination(f"TRANSFER_DESTINATIONS names {name!r} twice")

@@ -89,7 +89,7 @@ def make_record(number: int, *, prefix: str = "r", started_at: float | None = No
         room=f"call-{prefix}{number}",
         direction="inbound" if number % 2 else "outbound",
         remote_number=f"+1555000{number:04d}",
-        local_number="+15559990000",
+        local_number="+17075550000",
         agent_name="test-agent",
         started_at=start,
         answered_at=start + 2.0,

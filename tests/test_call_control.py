@@ -101,12 +101,12 @@ def test_unknown_sip_codes_are_failures():
 
 
 async def test_transfer_request_and_success(control, livekit_server):
-    result = await control.transfer("sip_caller", "tel:+15550001111")
+    result = await control.transfer("sip_caller", "tel:+16285551111")
     assert result.ok
     (call,) = livekit_server.calls("TransferSIPParticipant")
     assert call.request.room_name == ROOM
     assert call.request.participant_identity == "sip_caller"
-    assert call.request.transfer_to == "tel:+15550001111"
+    assert call.request.transfer_to == "tel:+16285551111"
     assert call.claims.video.room_admin and call.claims.video.room == ROOM
 
 
@@ -115,7 +115,7 @@ async def test_transfer_reported_failed_without_an_error(control, livekit_server
         "TransferSIPParticipant",
         sip.TransferSIPParticipantResponse(status=sip.STS_TRANSFER_FAILED, reason=sip.STR_REJECTED),
     )
-    result = await control.transfer("sip_caller", "tel:+15550001111")
+    result = await control.transfer("sip_caller", "tel:+16285551111")
     assert not result.ok
     assert "STR_REJECTED" in result.detail
 
@@ -142,4 +142,4 @@ async def test_hang_up_on_a_room_already_gone(control, livekit_server):
 async def test_console_mode_touches_no_server():
     control = CallControl(None, "console")
     assert await control.hang_up() is False
-    assert not (await control.transfer("x", "tel:+15550001111")).ok
+    assert not (await control.transfer("x", "tel:+16285551111")).ok

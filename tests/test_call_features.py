@@ -47,7 +47,7 @@ async def test_after_hours_caller_hears_the_closed_greeting_and_leaves_a_message
     env = {
         "BUSINESS_HOURS": closed_today(),
         "BUSINESS_TIMEZONE": "UTC",
-        "TRANSFER_DESTINATIONS": "sales=tel:+15550001111",
+        "TRANSFER_DESTINATIONS": "sales=tel:+16285551111",
         "COMPANY_NAME": "Acme",
     }
     openai_server.script(

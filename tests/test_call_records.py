@@ -120,7 +120,7 @@ async def test_caller_hang_up(monkeypatch, livekit_server, openai_server):
 
 async def test_transfer_records_the_destination(monkeypatch, livekit_server, openai_server):
     openai_server.script(tool_call("transfer_call", {"destination": "sales"}))
-    env = {"TRANSFER_DESTINATIONS": "sales=tel:+15550001111"}
+    env = {"TRANSFER_DESTINATIONS": "sales=tel:+16285551111"}
     async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
         await inbound_call(run)
         await asyncio.wait_for(run.session.run(user_input="Yes, transfer me"), TIMEOUT)
@@ -128,7 +128,7 @@ async def test_transfer_records_the_destination(monkeypatch, livekit_server, ope
         await run.end_job()
     record = the_record(run)
     assert record.outcome is Outcome.TRANSFERRED
-    assert record.transfer_to == "tel:+15550001111"
+    assert record.transfer_to == "tel:+16285551111"
     assert [c.name for c in record.tool_calls] == ["transfer_call"]
 
 

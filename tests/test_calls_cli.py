@@ -53,7 +53,7 @@ def call_a() -> CallRecord:
         room="call-_+15105550101_a1",
         direction="inbound",
         remote_number="+15105550101",
-        local_number="+15559990000",
+        local_number="+17075550000",
         trunk_id="ST_in",
         agent_name="acme-agent",
         started_at=s,
@@ -92,7 +92,7 @@ def call_b() -> CallRecord:
         room="outbound-b",
         direction="outbound",
         remote_number="+15105550102",
-        local_number="+15559990000",
+        local_number="+17075550000",
         trunk_id="ST_out",
         agent_name="acme-agent",
         job_metadata='{"phone_number": "+15105550102"}',
@@ -114,7 +114,7 @@ def call_c() -> CallRecord:
         room="outbound-c",
         direction="outbound",
         remote_number="+15105550103",
-        local_number="+15559990000",
+        local_number="+17075550000",
         trunk_id="ST_out",
         agent_name="acme-agent",
         job_metadata='{"phone_number": "+15105550103"}',
@@ -122,7 +122,7 @@ def call_c() -> CallRecord:
         answered_at=s + 5,
         ended_at=s + 125,
         outcome=Outcome.TRANSFERRED,
-        transfer_to="tel:+15550002222",
+        transfer_to="tel:+16285552222",
         transcript=[
             Turn("user", "Hello?", s + 6),
             Turn("assistant", "Hi, this is Acme calling about your quote.", s + 7),
@@ -152,7 +152,7 @@ def call_d() -> CallRecord:
         room="call-_+15105550101_d4",
         direction="inbound",
         remote_number="+15105550101",
-        local_number="+15559990000",
+        local_number="+17075550000",
         trunk_id="ST_in",
         agent_name="acme-agent",
         started_at=s,
@@ -177,7 +177,7 @@ def call_e() -> CallRecord:
         room="outbound-e",
         direction="outbound",
         remote_number="+15105550104",
-        local_number="+15559990000",
+        local_number="+17075550000",
         trunk_id="ST_out",
         agent_name="acme-agent",
         started_at=s,
@@ -361,7 +361,7 @@ def test_list_is_newest_first_in_local_time(
         (["--since", "2024-05-03T10:00:00Z"], ["rec-g", "rec-f", "rec-e", "rec-d"]),
         (["--until", "2024-05-03 11:15"], ["rec-b", "rec-a"]),
         (["--number", "+15105550101"], ["rec-d", "rec-a"]),
-        (["--number", "+15559990000", "--direction", "inbound"], ["rec-d", "rec-a"]),
+        (["--number", "+17075550000", "--direction", "inbound"], ["rec-d", "rec-a"]),
         (["--outcome", "no-answer", "--direction", "outbound"], ["rec-b"]),
     ],
 )
@@ -419,7 +419,7 @@ def test_show_header_transcript_tools_latency_usage_and_webhook(
         "room call-_+15105550101_a1",
         "direction inbound",
         "remote number +15105550101",
-        "local number +15559990000",
+        "local number +17075550000",
         "trunk ST_in",
         "agent acme-agent",
         "started 2024-05-01 09:30:00+02:00",
@@ -475,7 +475,7 @@ def test_show_a_failed_dial_and_a_failed_tool(
     assert "output: no such order" in lines
 
     lines = run(capsys, "show", "rec-c").lines
-    assert "transferred to tel:+15550002222" in lines
+    assert "transferred to tel:+16285552222" in lines
 
     lines = run(capsys, "show", "rec-g").lines
     assert "error phone_number '555' is not an E.164 number" in lines
@@ -527,7 +527,7 @@ def test_export_csv_one_row_per_call(
         "room": "call-_+15105550101_a1",
         "direction": "inbound",
         "remote_number": "+15105550101",
-        "local_number": "+15559990000",
+        "local_number": "+17075550000",
         "trunk_id": "ST_in",
         "agent_name": "acme-agent",
         "started_at": "2024-05-01T07:30:00.000Z",

@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from telephony.dial_request import DialRequest, InvalidMetadata, parse_dial_request
+from telephony.dial_request import (
+    DialRequest,
+    InvalidMetadata,
+    parse_dial_request,
+    read_job_metadata,
+)
 
 
 def test_valid_request():
@@ -48,13 +53,10 @@ def test_empty_metadata_means_no_dial(metadata):
     [
         ('{"phone_number": "+15105550123"', "not valid JSON"),
         ("phone_number=+15105550123", "not valid JSON"),
-        ('["+15105550123"]', "must be a JSON object"),
-        ('"+15105550123"', "must be a JSON object"),
-        ("{}", "no 'phone_number'"),
-        ('{"phone_number": "5105550123"}', "not an E.164 number"),
-        ('{"phone_number": "+1 510 555 0123"}', "not an E.164 number"),
-        ('{"phone_number": "+0105550123"}', "not an E.164 number"),
-        ('{"phone_number": "+1510555012345678"}', "not an E.164 number"),
+        ('{"phone_number": "5105550123"}', "is not a valid phone number"),
+        ('{"phone_number": "+1 510 555 0123"}', "is not a valid phone number"),
+        ('{"phone_number": "+0105550123"}', "is not a valid phone number"),
+        ('{"phone_number": "+1510555012345678"}', "is not a valid phone number"),
         ('{"phone_number": 15105550123}', "must be a string"),
         ('{"phone_number": null}', "must be a string"),
         ('{"phone_number": "+15105550123", "transfer_to": 42}', "transfer_to must be a string"),
@@ -76,6 +78,26 @@ def test_invalid_metadata_names_the_problem(metadata, names):
     assert names in str(caught.value)
 
 
+ARABIC_INDIC = "+1" + "".join(chr(0x0660 + int(d)) for d in "4155550123")
+
+
+@pytest.mark.parametrize(
+    ("number", "why"),
+    [
+        ("+14155550123\n", "ASCII digits only"),
+        (" +14155550123", "ASCII digits only"),
+        (ARABIC_INDIC, "ASCII digits only"),
+        ("+999999999", "no country has that code"),
+        ("+10000000000", "no such number"),
+        ("+1510555", "too short"),
+    ],
+)
+def test_dirty_or_nonexistent_numbers_are_never_dialed(number, why):
+    with pytest.raises(InvalidMetadata) as caught:
+        parse_dial_request(json.dumps({"phone_number": number}))
+    assert why in str(caught.value)
+
+
 def test_dispatcher_context_is_kept_as_text():
     request = parse_dial_request(
         '{"phone_number": "+15105550123", "context": {"name": "Dana", "visits": 3, "vip": true}}'
@@ -89,3 +111,32 @@ def test_dispatcher_context_is_kept_as_text():
 def test_context_must_be_a_flat_object(context):
     with pytest.raises(InvalidMetadata, match="context"):
         parse_dial_request(f'{{"phone_number": "+15105550123", "context": {context}}}')
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "{}",
+        '{"source": "dispatch-rule", "tier": "gold"}',
+        '{"call": {"to": "+15105550123"}}',  # a worker host's own parameters
+    ],
+)
+def test_metadata_without_a_phone_number_is_an_inbound_call(metadata):
+    read = read_job_metadata(metadata)
+    assert read.dial is None and read.ignored == ""
+
+
+def test_inbound_metadata_becomes_context_for_the_call():
+    read = read_job_metadata(
+        json.dumps({"tier": "gold", "visits": 3, "vip": True, "tags": ["a"], "x": None})
+    )
+    assert read.context == {"tier": "gold", "visits": "3", "vip": "true", "tags": '["a"]'}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "why"),
+    [("hello", "not JSON"), ('["a"]', "a JSON list"), ('"text"', "a JSON str")],
+)
+def test_metadata_that_is_no_object_is_ignored_with_a_reason(metadata, why):
+    read = read_job_metadata(metadata)
+    assert read.dial is None and read.context == {} and why in read.ignored

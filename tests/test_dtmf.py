@@ -38,7 +38,7 @@ from tests.standins.openai_server import reply, tool_call
 
 TIMEOUT = 15
 EXAMPLE = PROJECT_ROOT / "dtmf-menu.example.json"
-SALES = "sales=tel:+15550001111,support=sip:support@pbx.example.com"
+SALES = "sales=tel:+16285551111,support=sip:support@pbx.example.com"
 HOURS = "We're open Monday to Friday, nine to five."
 # Short pauses keep the tests fast; production waits KEY_GAP_SECONDS.
 GAP = 0.3
@@ -89,7 +89,7 @@ def _menu(**options: object) -> dict[str, object]:
         (_menu(**{"1": {"play": "x.wav"}}), "option '1' has unknown key(s) 'play'"),
         (_menu(**{"1": {"say": "a", "transfer": "sales"}}), 'has both "say" and "transfer"'),
         (_menu(**{"1": {"say": 42}}), "option '1': \"say\" must be a non-empty string"),
-        (_menu(**{"1": {"transfer": "+15550001111"}}), "is not a destination name"),
+        (_menu(**{"1": {"transfer": "+16285551111"}}), "is not a destination name"),
     ],
 )
 def test_menu_problems_are_named(data, names):
@@ -123,7 +123,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 
 def test_start_up_check_accepts_a_good_menu_and_no_menu():
-    destinations = {"sales": "tel:+15550001111"}
+    destinations = {"sales": "tel:+16285551111"}
     assert check_dtmf_settings(Settings()) == []
     settings = Settings(dtmf_menu_file=EXAMPLE, transfer_destinations=destinations)
     assert check_dtmf_settings(settings) == []  # "default" is each call's own transfer_to
@@ -133,7 +133,7 @@ def test_start_up_check_accepts_a_good_menu_and_no_menu():
 
 def test_start_up_check_names_an_unknown_destination():
     (problem,) = check_dtmf_settings(
-        Settings(dtmf_menu_file=EXAMPLE, transfer_destinations={"support": "tel:+15550002222"})
+        Settings(dtmf_menu_file=EXAMPLE, transfer_destinations={"support": "tel:+16285552222"})
     )
     assert problem.startswith(f"DTMF_MENU_FILE={str(EXAMPLE)!r}: option '1' transfers to 'sales'")
     assert "not in TRANSFER_DESTINATIONS (names: support;" in problem
@@ -219,13 +219,13 @@ async def test_menu_key_transfers_after_the_announcement(livekit_server, openai_
 
         assert transfer.request.room_name == ROOM
         assert transfer.request.participant_identity == CALLER
-        assert transfer.request.transfer_to == "tel:+15550001111"
+        assert transfer.request.transfer_to == "tel:+16285551111"
         assert "transferring you now" in spoken(openai_server)
         announcement = call.sink.segments[-1]
         assert announcement.finished_at is not None and not announcement.interrupted
         assert transfer.received_at >= announcement.finished_at
         assert call.state.ending is Outcome.TRANSFERRED
-        assert call.state.transferred_to == "tel:+15550001111"
+        assert call.state.transferred_to == "tel:+16285551111"
         await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
         assert openai_server.chat_requests == []
         assert len(livekit_server.calls("TransferSIPParticipant")) == 1
@@ -295,7 +295,7 @@ async def test_keys_typed_in_a_row_reach_the_llm_together(livekit_server, openai
 async def test_keys_from_anyone_but_the_caller_are_ignored(livekit_server, openai_server, menu_env):
     async with running_call(livekit_server, openai_server, env=menu_env) as call:
         attach_keypad(call.session, call.state, None, key_gap_seconds=GAP)
-        await press("12", identity="sip_+15550009999")
+        await press("12", identity="sip_+16285559999")
         await asyncio.sleep(GAP * 3)
         assert openai_server.chat_requests == []
 

@@ -243,10 +243,12 @@ async def test_unanswered_call_is_logged_and_the_room_deleted(
     ("metadata", "env", "names"),
     [
         ('{"phone_number": "+15105550123"', OUTBOUND_ENV, "not valid JSON"),
-        ('{"phone_number": "5105550123"}', OUTBOUND_ENV, "not an E.164 number"),
+        ('{"phone_number": "5105550123"}', OUTBOUND_ENV, "is not a valid phone number"),
+        ('{"phone_number": "+14155550123\\n"}', OUTBOUND_ENV, "ASCII digits only"),
+        ('{"phone_number": "+999999999"}', OUTBOUND_ENV, "no country has that code"),
+        ('{"phone_number": "+10000000000"}', OUTBOUND_ENV, "no such number"),
         ('{"phone_number": 15105550123}', OUTBOUND_ENV, "must be a string"),
-        ('{"number": "+15105550123"}', OUTBOUND_ENV, "unknown key(s) 'number'"),
-        ("{}", OUTBOUND_ENV, "no 'phone_number'"),
+        ('{"phone_number": "+15105550123", "to": "x"}', OUTBOUND_ENV, "unknown key(s) 'to'"),
         (
             '{"phone_number": "+15105550123", "dtmf": "ext 12"}',
             OUTBOUND_ENV,
@@ -268,6 +270,48 @@ async def test_bad_job_places_no_call_and_ends_cleanly(
         assert run.shutdown_reasons and run.shutdown_reasons[0].startswith("rejected:")
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and names in errors[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        # A dispatch rule's roomConfig.agents[].metadata, and a worker host's own parameters.
+        '{"source": "main-line", "tier": "gold"}',
+        '{"tier": "gold", "call": {"from": "+15105550123", "to": "+15105550100"}}',
+    ],
+)
+async def test_inbound_job_with_metadata_is_answered_and_its_values_reach_the_agent(
+    monkeypatch, livekit_server, openai_server, metadata
+):
+    async with job(monkeypatch, livekit_server, openai_server, metadata=metadata) as run:
+        run.room.add_participant(
+            make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+        )
+        await run.wait_until_done()
+        await wait_for_speech(run)
+
+        assert openai_server.speech_requests, "the caller was not greeted"
+        assert livekit_server.calls("CreateSIPParticipant") == []
+        assert livekit_server.calls("DeleteRoom") == []
+        assert run.state.context.direction == "inbound"
+        assert "tier=gold" in run.session.current_agent.instructions
+        assert "customer_id=C-42" in run.session.current_agent.instructions
+
+
+async def test_inbound_job_with_metadata_that_is_not_an_object_is_still_answered(
+    monkeypatch, livekit_server, openai_server, caplog
+):
+    caplog.set_level(logging.WARNING, logger="agent")
+    async with job(monkeypatch, livekit_server, openai_server, metadata="vip caller") as run:
+        run.room.add_participant(
+            make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+        )
+        await run.wait_until_done()
+        await wait_for_speech(run)
+
+        assert openai_server.speech_requests, "the caller was not greeted"
+        assert livekit_server.calls("DeleteRoom") == []
+        assert "job metadata in room" in caplog.text and "not JSON" in caplog.text
 
 
 async def test_a_crash_in_the_call_flow_hangs_up_instead_of_leaving_silence(

@@ -35,16 +35,16 @@ def full_record() -> CallRecord:
         job_id="AJ_full",
         room="call-full",
         direction="outbound",
-        remote_number="+15550001111",
-        local_number="+15559990000",
+        remote_number="+16285551111",
+        local_number="+17075550000",
         trunk_id="ST_abc",
         agent_name="test-agent",
-        job_metadata='{"phone_number": "+15550001111"}',
+        job_metadata='{"phone_number": "+16285551111"}',
         started_at=1_700_000_000.125,
         answered_at=1_700_000_003.5,
         ended_at=1_700_000_061.75,
         outcome=Outcome.TRANSFERRED,
-        transfer_to="tel:+15550002222",
+        transfer_to="tel:+16285552222",
         sip_status_code=200,
         sip_status="OK",
         error="",
@@ -141,8 +141,8 @@ def six_calls(record_store: CallStore) -> list[CallRecord]:
     records = [make_record(n) for n in range(1, 7)]
     records[1].outcome = Outcome.NO_ANSWER
     records[4].outcome = Outcome.NO_ANSWER
-    records[2].remote_number = "+15557770000"
-    records[5].local_number = "+15557770000"
+    records[2].remote_number = "+16505550000"
+    records[5].local_number = "+16505550000"
     for record in (records[3], records[0], records[5], records[2], records[4], records[1]):
         record_store.save(record)
     return records
@@ -167,8 +167,8 @@ def test_list_filters(record_store: CallStore, six_calls: list[CallRecord]) -> N
     window = record_store.list(since=r[1].started_at, until=r[4].started_at)
     assert ids(window) == ids([r[3], r[2], r[1]])
     # remote_number or local_number, exactly
-    assert ids(record_store.list(number="+15557770000")) == ids([r[5], r[2]])
-    assert ids(record_store.list(number="+1555777000")) == []
+    assert ids(record_store.list(number="+16505550000")) == ids([r[5], r[2]])
+    assert ids(record_store.list(number="+1650555000")) == []
     assert ids(record_store.list(direction="outbound", outcome="no-answer")) == ids([r[1]])
 
 

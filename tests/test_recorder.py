@@ -55,13 +55,13 @@ def test_a_tool_ending_wins_over_the_caller_leaving_afterwards():
     recorder._on_close(CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))
     state = SimpleNamespace(
         ending=Outcome.TRANSFERRED,
-        transferred_to="tel:+15550001111",
+        transferred_to="tel:+16285551111",
         end_reason="",
         amd_verdict="",
         after_hours=False,
     )
     record = recorder.finish(state)
-    assert record.outcome is Outcome.TRANSFERRED and record.transfer_to == "tel:+15550001111"
+    assert record.outcome is Outcome.TRANSFERRED and record.transfer_to == "tel:+16285551111"
 
 
 def test_caller_leaving_is_a_hang_up_and_a_closed_session_is_agent_ended():

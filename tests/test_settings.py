@@ -82,18 +82,18 @@ def test_ring_timeout_bounds():
 
 def test_transfer_destinations_become_refer_uris():
     parsed = parse_transfer_destinations(
-        "sales=tel:+15550001111, Support=sip:support@pbx.example.com,billing=+15550002222"
+        "sales=tel:+16285551111, Support=sip:support@pbx.example.com,billing=+16285552222"
     )
     assert parsed == {
-        "sales": "tel:+15550001111",
+        "sales": "tel:+16285551111",
         "support": "sip:support@pbx.example.com",
-        "billing": "tel:+15550002222",
+        "billing": "tel:+16285552222",
     }
 
 
 @pytest.mark.parametrize(
     "raw",
-    ["sales", "sales=5550001111", "=tel:+15550001111", "a=tel:+15550001111,a=tel:+15550002222"],
+    ["sales", "sales=5550001111", "=tel:+16285551111", "a=tel:+16285551111,a=tel:+16285552222"],
 )
 def test_bad_transfer_destinations_are_rejected(raw):
     with pytest.raises(InvalidDestination, match="TRANSFER_DESTINATIONS"):

@@ -381,7 +381,7 @@ async def test_files_given_on_the_command_line(
     livekit_server: LiveKitServerStandin, files, cli, tmp_path
 ):
     other = tmp_path / "prod-inbound.json"
-    other.write_text(json.dumps({"trunk": {"name": "prod inbound", "numbers": ["+15550001111"]}}))
+    other.write_text(json.dumps({"trunk": {"name": "prod inbound", "numbers": ["+16285551111"]}}))
     result = await cli("setup", "--inbound-trunk", str(other))
     assert result.code == 0, result.text
     [inbound] = livekit_server.calls("CreateSIPInboundTrunk")

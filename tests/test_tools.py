@@ -14,7 +14,7 @@ from tests.harness import CALLER, ROOM, inbound_context, running_call
 from tests.standins.livekit_server import sip_call_error, twirp_error
 from tests.standins.openai_server import reply, tool_call
 
-SALES = {"TRANSFER_DESTINATIONS": "sales=tel:+15550001111,support=sip:support@pbx.example.com"}
+SALES = {"TRANSFER_DESTINATIONS": "sales=tel:+16285551111,support=sip:support@pbx.example.com"}
 TIMEOUT = 15
 
 
@@ -50,7 +50,7 @@ async def test_transfer_announces_then_refers_to_the_configured_destination(
 
         assert transfer.request.room_name == ROOM
         assert transfer.request.participant_identity == CALLER
-        assert transfer.request.transfer_to == "tel:+15550001111"
+        assert transfer.request.transfer_to == "tel:+16285551111"
         announcement = call.sink.segments[-1]
         assert "transferring you now" in spoken(openai_server)
         assert announcement.finished_at is not None
@@ -117,7 +117,7 @@ async def test_failed_transfer_keeps_the_caller_and_tells_them(
 
 async def test_llm_cannot_transfer_to_a_number_it_made_up(livekit_server, openai_server):
     openai_server.script(
-        tool_call("transfer_call", {"destination": "+15557654321"}),
+        tool_call("transfer_call", {"destination": "+16285554321"}),
         reply("I can transfer you to sales or support."),
     )
     async with running_call(livekit_server, openai_server, env=SALES) as call:

@@ -44,7 +44,7 @@ from tests.standins.openai_server import reply, tool_call
 from tools.warm_transfer import WarmTransfer, warm_transfer_call
 
 WARM = {
-    "TRANSFER_DESTINATIONS": "sales=tel:+15550001111",
+    "TRANSFER_DESTINATIONS": "sales=tel:+16285551111",
     "WARM_TRANSFER": "true",
     "SIP_OUTBOUND_TRUNK_ID": "ST_out",
 }
@@ -225,7 +225,7 @@ async def test_dial_reaches_the_server_with_trunk_number_room_and_identity(
 
     request = dial.request
     assert request.sip_trunk_id == "ST_out"
-    assert request.sip_call_to == "+15550001111"
+    assert request.sip_call_to == "+16285551111"
     assert request.room_name == CONSULTATION_ROOM  # not the caller's room
     assert request.participant_identity == HUMAN
     assert request.wait_until_answered
@@ -257,7 +257,7 @@ async def test_person_answers_and_accepts_caller_is_moved_in(
         assert move.request.room == CONSULTATION_ROOM
         assert move.request.identity == HUMAN
         assert move.request.destination_room == ROOM
-        assert call.state.transferred_to == "tel:+15550001111"
+        assert call.state.transferred_to == "tel:+16285551111"
         # The agent steps aside but stays: closing the session would delete the room.
         await asyncio.sleep(0.3)
         assert livekit_server.calls("DeleteRoom") == []
@@ -376,7 +376,7 @@ async def test_a_task_that_cannot_start_does_not_leave_the_caller_on_hold(
 @pytest.mark.parametrize(
     ("env", "destination", "told"),
     [
-        pytest.param(WARM, "+15557654321", "is not a transfer destination", id="made-up-number"),
+        pytest.param(WARM, "+16285554321", "is not a transfer destination", id="made-up-number"),
         pytest.param(WARM, "billing", "You can only transfer to: sales", id="unlisted"),
         pytest.param(
             {**WARM, "TRANSFER_DESTINATIONS": "support=sip:support@pbx.example.com"},

@@ -150,7 +150,7 @@ def test_verify_rejects_tampering() -> None:
     assert verify(body, SECRET, signature)
     assert verify(body, SECRET, f"  {signature}\n")  # surrounding whitespace is harmless
 
-    assert not verify(body.replace(b"+15550000001", b"+15550000002"), SECRET, signature)
+    assert not verify(body.replace(b"+16285550001", b"+16285550002"), SECRET, signature)
     assert not verify(body + b" ", SECRET, signature)
     assert not verify(body, SECRET + "x", signature)  # another secret
     assert not verify(body, "", signature)

@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from ..phone_numbers import InvalidDestination, require_e164
+from ..phone_numbers import InvalidDestination, human_number
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -98,7 +98,7 @@ def until_arg(text: str) -> float:
 
 def e164_arg(text: str) -> str:
     try:
-        return require_e164(text.strip(), field="the number")
+        return human_number(text, field="the number")
     except InvalidDestination as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

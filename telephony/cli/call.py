@@ -15,7 +15,6 @@ import time
 from datetime import UTC, datetime
 
 from ..business_hours import calling_schedule
-from ..contacts import normalize_number
 from ..dial_request import InvalidMetadata
 from ..outbound_dispatch import (
     CONNECTED_OUTCOMES,
@@ -29,7 +28,7 @@ from ..outbound_dispatch import (
     require_livekit_settings,
     span_text,
 )
-from ..phone_numbers import InvalidDestination, require_e164
+from ..phone_numbers import InvalidDestination, human_number
 from ..records.store import CallStore, database_url
 from ..settings import Settings, read_settings
 from .base import (
@@ -116,7 +115,7 @@ def parse_meta(pairs: list[str]) -> dict[str, str]:
 
 def check_number(text: str) -> str:
     try:
-        return require_e164(normalize_number(text), field="the number")
+        return human_number(text, field="the number")
     except InvalidDestination as e:
         raise UsageError(str(e)) from None
 
