@@ -74,7 +74,10 @@ def normalize_number(raw: str) -> str:
 
 def human_number(text: str, *, field: str) -> str:
     """A number typed or exported by a person (CLI, CSV, contacts): separators allowed."""
-    return require_e164(normalize_number(text), field=field)
+    number = normalize_number(text)
+    if reason := invalid_number_reason(number):
+        raise InvalidDestination(f"{field} {text.strip()!r} is not a valid phone number: {reason}")
+    return number
 
 
 def transfer_uri(destination: object, *, field: str) -> str:

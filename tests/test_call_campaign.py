@@ -225,8 +225,8 @@ async def test_call_dispatches_the_agent_with_the_dial_request(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["5105550123"], "'5105550123' is not an E.164 number"),
-        (["+1510"], "is not an E.164 number"),
+        (["5105550123"], "'5105550123' is not a valid phone number"),
+        (["+1510"], "is not a valid phone number"),
         (["+15105550123", "--dtmf", "12ab"], "--dtmf '12ab' may only contain digits"),
         (["+15105550123", "--transfer-to", "nowhere"], "--transfer-to 'nowhere' is not"),
         (["+15105550123", "--meta", "name"], "--meta 'name' must look like KEY=VALUE"),
@@ -345,7 +345,7 @@ async def test_campaign_reports_bad_rows_and_calls_the_rest(
     result = await cli(capsys, "campaign", str(source), "--rate", "20", "--poll-interval", "0.05")
     assert result.code == 0, result.err
     assert "4 row(s) skipped" in result.err
-    assert "line 3: phone_number '5105550102' is not an E.164 number" in result.err
+    assert "line 3: phone_number '5105550102' is not a valid phone number" in result.err
     assert "format the column as text" in result.err
     assert "line 4: no phone_number" in result.err
     assert "line 5: +15105550101 is already on line 2 (each number is called once)" in result.err
@@ -425,7 +425,7 @@ async def test_campaign_dry_run_prints_the_plan_and_sends_nothing(
     result = await cli(capsys, "campaign", str(source), "--dry-run", "--rate", "0.5")
     assert result.code == 0, result.err
     assert "3 number(s), 1 row(s) skipped" in result.out
-    assert "line 5: phone_number '+1555' is not an E.164 number" in result.err
+    assert "line 5: phone_number '+1555' is not a valid phone number" in result.err
     assert "calling window: Mon-Fri 09:00-17:00 (UTC): " in result.out
     assert "limits: 2 call(s) at once, at most 0.5 dispatch(es) per second" in result.out
     assert "(retries after 300 s, 600 s)" in result.out
