@@ -297,6 +297,7 @@ async def answer_call(
             await job.end("no caller")
             return
         context = call_context_from_participant(participant, room_name=ctx.job.room.name)
+        job.recorder.watch_line(ctx.room, context.participant_identity, job.control)
 
     job.recorder.set_context(context)
     job.recorder.answered()
@@ -395,6 +396,7 @@ async def dial_and_converse(
         return
 
     job.recorder.answered()
+    job.recorder.watch_line(ctx.room, identity, job.control)
     # Ringing does not count towards the time limit.
     watch_call_limits(session, state)
     # The SIP participant now carries the call id, our number and the trunk.

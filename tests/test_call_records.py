@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from livekit import rtc
 
 import agent
 from telephony.records.model import CallRecord, Outcome
@@ -118,6 +119,69 @@ async def test_caller_hang_up(monkeypatch, livekit_server, openai_server):
     assert record.transcript[0].role == "assistant"  # the greeting was heard
 
 
+CALLER_IDENTITY = "sip_+15105550123"
+
+
+async def test_caller_hang_up_after_the_job_shut_down_is_still_the_callers(
+    monkeypatch, livekit_server, openai_server
+):
+    """A worker host ended the job as the caller left: the session closed before the
+    caller's disconnect reached the job."""
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        await run.session.aclose()
+        run.room.remove_participant(CALLER_IDENTITY, rtc.DisconnectReason.CLIENT_INITIATED)
+        await run.end_job()
+    assert the_record(run).outcome is Outcome.CALLER_HUNG_UP
+
+
+async def test_caller_hang_up_seen_only_as_sip_call_status(
+    monkeypatch, livekit_server, openai_server
+):
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        run.room.update_attributes(CALLER_IDENTITY, {"sip.callStatus": "hangup"})
+        await run.session.aclose()
+        await run.end_job()
+    assert the_record(run).outcome is Outcome.CALLER_HUNG_UP
+
+
+async def test_caller_leaving_before_the_session_closes_is_the_callers(
+    monkeypatch, livekit_server, openai_server
+):
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        run.room.remove_participant(CALLER_IDENTITY, rtc.DisconnectReason.CLIENT_INITIATED)
+        await run.end_job()
+    assert the_record(run).outcome is Outcome.CALLER_HUNG_UP
+
+
+async def test_the_line_going_down_after_our_own_ending_stays_ours(
+    monkeypatch, livekit_server, openai_server
+):
+    """The worker drains (our ending): the room is deleted, so the caller's leg goes too."""
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        await run.session.aclose()
+        await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
+        run.room.update_attributes(CALLER_IDENTITY, {"sip.callStatus": "hangup"})
+        run.room.remove_participant(CALLER_IDENTITY, rtc.DisconnectReason.ROOM_DELETED)
+        await run.end_job()
+    assert the_record(run).outcome is Outcome.AGENT_ENDED
+
+
+async def test_a_goodbye_stays_the_agents_when_the_caller_hangs_up_during_it(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.script(tool_call("end_call", {}), reply("Goodbye, and thanks for calling!"))
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        await asyncio.wait_for(run.session.run(user_input="That's all, bye"), TIMEOUT)
+        run.room.remove_participant(CALLER_IDENTITY, rtc.DisconnectReason.CLIENT_INITIATED)
+        await run.end_job()
+    assert the_record(run).outcome is Outcome.COMPLETED
+
+
 async def test_transfer_records_the_destination(monkeypatch, livekit_server, openai_server):
     openai_server.script(tool_call("transfer_call", {"destination": "sales"}))
     env = {"TRANSFER_DESTINATIONS": "sales=tel:+16285551111"}
@@ -173,7 +237,7 @@ async def test_rejected_metadata(monkeypatch, livekit_server, openai_server):
         await run.end_job()
     record = the_record(run)
     assert record.outcome is Outcome.REJECTED_METADATA
-    assert "not an E.164 number" in record.error
+    assert "is not a valid phone number" in record.error
     assert record.job_metadata == metadata
 
 

@@ -40,6 +40,21 @@ class BenchRoom(rtc.Room):
         self.emit("participant_connected", participant)
         self.emit("participant_active", participant)
 
+    def remove_participant(
+        self, identity: str, reason: rtc.DisconnectReason.ValueType | None = None
+    ) -> None:
+        """The participant leaves, as the SDK reports it (with LiveKit's disconnect reason)."""
+        participant = self._remote_participants.pop(identity)
+        if reason is not None:
+            participant._info.disconnect_reason = reason
+        self.emit("participant_disconnected", participant)
+
+    def update_attributes(self, identity: str, changed: dict[str, str]) -> None:
+        """The participant's attributes change (e.g. `sip.callStatus`), as the SDK reports it."""
+        participant = self._remote_participants[identity]
+        participant._info.attributes.update(changed)
+        self.emit("participant_attributes_changed", changed, participant)
+
 
 def phone_caller(call_index: int) -> rtc.RemoteParticipant:
     """An inbound caller's SIP participant, with the attributes LiveKit SIP sets."""

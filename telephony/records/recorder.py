@@ -10,12 +10,13 @@ import time
 import weakref
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentSession, JobContext, llm
 from livekit.agents.metrics.usage import LLMModelUsage, STTModelUsage, TTSModelUsage
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
-from ..call_context import CallContext
-from ..call_control import DialResult
+from ..call_context import ATTR_CALL_STATUS, CallContext
+from ..call_control import CallControl, DialResult
 from ..call_state import CallState
 from .model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
 
@@ -35,6 +36,8 @@ class CallRecorder:
         self._close_reason: CloseReason | None = None
         self._close_error = ""
         self._finished: CallRecord | None = None
+        # The remote party left the line before the agent ended the call (see watch_line).
+        self._caller_hung_up = False
 
     # -- what the call flow reports
 
@@ -77,6 +80,37 @@ class CallRecorder:
         self._session = session
         session.once("close", self._on_close)
 
+    def watch_line(self, room: rtc.Room, identity: str, control: CallControl) -> None:
+        """Note the remote party leaving the line, from the room itself.
+
+        The session's close reason cannot say who hung up: when a worker host ends the job
+        as the caller leaves, the job's shutdown may close the session before the framework
+        sees the disconnect, and the close reads like our own ending. The room's events
+        arrive in their own order, so the caller's hang-up is noted when it happens: the SIP
+        participant leaving (not because we deleted the room) or its `sip.callStatus` going
+        to `hangup`, before the agent chose to end the call."""
+
+        def left(participant: rtc.RemoteParticipant) -> None:
+            if participant.identity == identity and participant.disconnect_reason not in (
+                _NOT_THE_CALLER
+            ):
+                self._line_dropped(control, reason_known=participant.disconnect_reason is not None)
+
+        def status_changed(changed: dict[str, str], participant: rtc.Participant) -> None:
+            if participant.identity == identity and changed.get(ATTR_CALL_STATUS) == "hangup":
+                self._line_dropped(control, reason_known=False)
+
+        room.on("participant_disconnected", left)
+        room.on("participant_attributes_changed", status_changed)
+
+    def _line_dropped(self, control: CallControl, *, reason_known: bool) -> None:
+        state = self._session.userdata if self._session is not None else None
+        if isinstance(state, CallState) and state.ending is not None:
+            return  # the agent ended the call first (goodbye, transfer, voicemail, limits)
+        if not reason_known and control.hang_up_task is not None:
+            return  # we were hanging up already: this is the line going down after us
+        self._caller_hung_up = True
+
     @property
     def session(self) -> AgentSession[Any] | None:
         return self._session
@@ -115,7 +149,7 @@ class CallRecorder:
             return self._outcome
         if ending is not None:
             return ending
-        if self._close_reason is CloseReason.PARTICIPANT_DISCONNECTED:
+        if self._caller_hung_up or self._close_reason is CloseReason.PARTICIPANT_DISCONNECTED:
             return Outcome.CALLER_HUNG_UP
         if self._close_reason is CloseReason.ERROR or self._close_error:
             return Outcome.FAILED
@@ -123,6 +157,16 @@ class CallRecorder:
             return Outcome.FAILED
         # The session was closed from our side without a goodbye (worker shutdown, drain).
         return Outcome.AGENT_ENDED
+
+
+# Disconnect reasons that do not mean the caller hung up: we (or an operator) took the
+# participant off the line, or the server went away.
+_NOT_THE_CALLER = (
+    rtc.DisconnectReason.ROOM_DELETED,
+    rtc.DisconnectReason.PARTICIPANT_REMOVED,
+    rtc.DisconnectReason.ROOM_CLOSED,
+    rtc.DisconnectReason.SERVER_SHUTDOWN,
+)
 
 
 def _read_session(record: CallRecord, session: AgentSession[Any]) -> None:
