@@ -133,8 +133,15 @@ class LiveKitDispatcher:
     a 5xx, a connection lost mid-request) leaves it unknown whether the call was placed.
     """
 
-    def __init__(self, settings: Settings, *, agent_name: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        agent_name: str | None = None,
+        timeout: float = DISPATCH_TIMEOUT_SECONDS,
+    ) -> None:
         require_livekit_settings(settings)
+        self.timeout = timeout
         self.url = settings.livekit_url
         self.agent_name = agent_name or settings.agent_name
         self._settings = settings
@@ -145,7 +152,7 @@ class LiveKitDispatcher:
             self._settings.livekit_url,
             self._settings.livekit_api_key,
             self._settings.livekit_api_secret,
-            timeout=aiohttp.ClientTimeout(total=DISPATCH_TIMEOUT_SECONDS),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
             failover=False,
         )
         return self
@@ -162,7 +169,15 @@ class LiveKitDispatcher:
             agent_name=self.agent_name, room=room, metadata=metadata
         )
         try:
-            dispatch = await self._api.agent_dispatch.create_dispatch(request)
+            # Bounded here: livekit-api switches off the session's timeout for each request.
+            dispatch = await asyncio.wait_for(
+                self._api.agent_dispatch.create_dispatch(request), self.timeout
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"LiveKit at {self.url} did not answer within {self.timeout:g} s "
+                "(--request-timeout sets the wait)"
+            ) from None
         except aiohttp.ClientConnectorError as e:
             # The connection was never made: nothing was sent.
             raise DispatchError(

@@ -21,7 +21,9 @@ from livekit import api
 from telephony import provisioning
 from telephony.cli import main
 from telephony.settings import DEFAULT_AGENT_NAME, PROJECT_ROOT
+from tests.standins.deepgram_server import DeepgramStandin
 from tests.standins.livekit_server import LiveKitServerStandin, twirp_error
+from tests.standins.openai_server import OpenAIStandin
 
 WRITES = (
     "CreateSIPInboundTrunk",
@@ -98,8 +100,10 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _worker_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The provider keys `status` expects of a worker; no platform agent-name override."""
+def _worker_keys(monkeypatch: pytest.MonkeyPatch, openai_server: OpenAIStandin) -> None:
+    """The provider keys `status` expects of a worker, checked against the providers'
+    stand-ins (Deepgram's is set for every test); no platform agent-name override."""
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-test-not-a-real-key")
     monkeypatch.delenv("LIVEKIT_AGENT_NAME_OVERRIDE", raising=False)
@@ -680,3 +684,54 @@ def test_the_legacy_flat_rule_file_is_read(tmp_path):
     rule = provisioning.load_dispatch_rule(path)
     assert rule.name == "old style"
     assert provisioning.rule_agent_names(rule) == [DEFAULT_AGENT_NAME]
+
+
+# ------------------------------------------------------------------ provider keys
+
+
+async def test_status_confirms_each_provider_key_with_its_provider(
+    livekit_server: LiveKitServerStandin, files, cli, monkeypatch
+):
+    await healthy(livekit_server, cli, monkeypatch)
+
+    result = await cli("status")
+
+    assert result.code == 0, result.text
+    assert "OPENAI_API_KEY accepted by http://127.0.0.1:" in result.out
+    assert "DEEPGRAM_API_KEY accepted by http://127.0.0.1:" in result.out
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "DEEPGRAM_API_KEY"])
+async def test_status_reports_a_key_its_provider_refuses(
+    livekit_server: LiveKitServerStandin,
+    openai_server: OpenAIStandin,
+    deepgram_server: DeepgramStandin,
+    files,
+    cli,
+    monkeypatch,
+    variable,
+):
+    await healthy(livekit_server, cli, monkeypatch)
+    server = openai_server if variable == "OPENAI_API_KEY" else deepgram_server
+    server.rejected_keys.add("revoked-key")
+    monkeypatch.setenv(variable, "revoked-key")
+
+    result = await cli("status")
+
+    assert result.code == 1
+    [line] = [line for line in result.out.splitlines() if line.startswith("  problem")]
+    assert f"{variable} was refused by http://127.0.0.1:" in line and "(HTTP 401)" in line
+    assert "revoked-key" not in result.out
+
+
+async def test_status_refuses_the_shipped_placeholder_keys_without_asking_anyone(
+    livekit_server: LiveKitServerStandin, openai_server: OpenAIStandin, files, cli, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "your-openai-api-key")
+    requests_before = openai_server.models_requests
+
+    result = await cli("status")
+
+    assert result.code == 1
+    assert "OPENAI_API_KEY is still the example value 'your-openai-api-key'" in result.out
+    assert openai_server.models_requests == requests_before

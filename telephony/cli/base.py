@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 
 from ..phone_numbers import InvalidDestination, human_number
 
 Handler = Callable[[argparse.Namespace], int]
+_T = TypeVar("_T")
+# How long one request of an operator command may wait for a server's answer.
+DEFAULT_REQUEST_TIMEOUT = 15.0
 
 
 class CliError(Exception):
@@ -50,6 +55,31 @@ def add_command(
     if run is not None:
         parser.set_defaults(run=run)
     return parser
+
+
+def add_request_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--request-timeout",
+        type=positive_seconds_arg,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="give up on a server that has not answered a request within this many seconds "
+        f"(default: {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
+
+
+async def within(seconds: float, server: str, request: Awaitable[_T]) -> _T:
+    """`request`, or CliError once `server` has not answered for `seconds`.
+
+    The asyncio bound is the one that holds: livekit-api passes `timeout=None` to aiohttp for
+    each request, which switches off the client session's own timeout."""
+    try:
+        return await asyncio.wait_for(request, seconds)
+    except TimeoutError:
+        raise CliError(
+            f"{server} did not answer within {seconds:g} s: check the address and that it is "
+            "reachable (--request-timeout sets the wait)"
+        ) from None
 
 
 def add_group(

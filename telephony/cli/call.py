@@ -35,6 +35,7 @@ from .base import (
     CliError,
     UsageError,
     add_command,
+    add_request_timeout,
     fields,
     local_seconds,
     minutes_seconds,
@@ -97,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="with --wait: give up after this long (default: see above)",
     )
+    add_request_timeout(parser)
 
 
 def parse_meta(pairs: list[str]) -> dict[str, str]:
@@ -149,13 +151,13 @@ def _call(args: argparse.Namespace) -> int:
     timeout = args.timeout or default_call_timeout(settings)
     room = new_room_name()
     if not args.wait:
-        dispatch_id = asyncio.run(_dispatch(settings, room, metadata))
+        dispatch_id = asyncio.run(_dispatch(settings, room, metadata, args.request_timeout))
         _print_dispatched(settings, number, room, dispatch_id)
         print(f"follow it: {P} calls list --number {number} (once the call has ended)")
         return 0
     # Open the store first: a database that cannot be read fails before anyone is called.
     with CallStore.open(database_url(settings.database_url, settings.call_records_path)) as store:
-        dispatch_id = asyncio.run(_dispatch(settings, room, metadata))
+        dispatch_id = asyncio.run(_dispatch(settings, room, metadata, args.request_timeout))
         _print_dispatched(settings, number, room, dispatch_id)
         print(f"waiting for the call to end (at most {span_text(timeout)})...", flush=True)
         try:
@@ -186,8 +188,8 @@ def _check_calling_hours(settings: Settings) -> None:
     )
 
 
-async def _dispatch(settings: Settings, room: str, metadata: str) -> str:
-    async with LiveKitDispatcher(settings) as dispatcher:
+async def _dispatch(settings: Settings, room: str, metadata: str, timeout: float) -> str:
+    async with LiveKitDispatcher(settings, timeout=timeout) as dispatcher:
         try:
             return await dispatcher.dispatch(room, metadata)
         except DispatchError as e:

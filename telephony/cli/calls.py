@@ -28,6 +28,7 @@ from .base import (
     UsageError,
     add_command,
     add_group,
+    add_request_timeout,
     e164_arg,
     fields,
     local_minutes,
@@ -194,6 +195,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="at most N records (default: all that are due)",
     )
+    add_request_timeout(parser)
 
 
 def _add_filters(
@@ -707,7 +709,9 @@ def _deliver(args: argparse.Namespace) -> int:
     with _open_store(settings) as (_, store):
         store.make_pending_due(now=time.time())
         delivered, failed = asyncio.run(
-            _deliver_due(deliver_pending, store, settings, limit=args.limit)
+            _deliver_due(
+                deliver_pending, store, settings, limit=args.limit, timeout=args.request_timeout
+            )
         )
     if delivered + failed == 0:
         print("nothing to deliver: no queued webhook delivery is due")
@@ -723,7 +727,12 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 async def _deliver_due(
-    deliver_pending: Any, store: CallStore, settings: Settings, *, limit: int | None
+    deliver_pending: Any,
+    store: CallStore,
+    settings: Settings,
+    *,
+    limit: int | None,
+    timeout: float,
 ) -> tuple[int, int]:
     """Batches until nothing more is due (or `limit` records were tried). Each claimed
     record ends delivered or due again later, so this ends."""
@@ -731,7 +740,7 @@ async def _deliver_due(
     while limit is None or delivered + failed < limit:
         batch = DELIVERY_BATCH if limit is None else min(DELIVERY_BATCH, limit - delivered - failed)
         report = await deliver_pending(
-            store, settings.webhook_url, settings.webhook_secret, limit=batch
+            store, settings.webhook_url, settings.webhook_secret, limit=batch, timeout=timeout
         )
         delivered += report.delivered
         failed += report.failed

@@ -41,6 +41,7 @@ from .base import (
     CliError,
     UsageError,
     add_command,
+    add_request_timeout,
     local_seconds,
     positive_int_arg,
     positive_number_arg,
@@ -89,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ],
         run=_campaign,
     )
+    add_request_timeout(parser)
     parser.add_argument("file", type=Path, help=f"the CSV file: a {PHONE_COLUMN} column and more")
     parser.add_argument(
         "--concurrency",
@@ -217,7 +219,17 @@ def _campaign(args: argparse.Namespace) -> int:
         print(f"results: {results_path}  state: {state_path}", flush=True)
         try:
             progress = asyncio.run(
-                _run(campaign, state, options, settings, schedule, store, reporter, results_path)
+                _run(
+                    campaign,
+                    state,
+                    options,
+                    settings,
+                    schedule,
+                    store,
+                    reporter,
+                    results_path,
+                    request_timeout=args.request_timeout,
+                )
             )
         except KeyboardInterrupt:
             reporter.close()
@@ -249,8 +261,10 @@ async def _run(
     store: CallStore,
     reporter: ConsoleReporter,
     results_path: Path,
+    *,
+    request_timeout: float,
 ) -> Progress:
-    async with LiveKitDispatcher(settings) as dispatcher:
+    async with LiveKitDispatcher(settings, timeout=request_timeout) as dispatcher:
         runner = CampaignRunner(
             campaign,
             state,

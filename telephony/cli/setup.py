@@ -13,7 +13,7 @@ from livekit import api
 
 from .. import provisioning as prov
 from ..settings import Settings, SettingsError, parse_settings
-from .base import CliError, add_command
+from .base import CliError, add_command, add_request_timeout, within
 
 P = "python -m telephony"
 
@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             type=Path,
             help=f"the {kind} file (default: {prov.DEFAULT_FILES[kind].name} in the project)",
         )
+    add_request_timeout(parser)
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -79,18 +80,21 @@ def _setup(args: argparse.Namespace) -> int:
         raise SettingsError(needed)
     for text in desired.notes:
         print(f"note: {text}")
-    return asyncio.run(_run(desired, settings, dry_run=args.dry_run))
+    return asyncio.run(_run(desired, settings, dry_run=args.dry_run, timeout=args.request_timeout))
 
 
-async def _run(desired: prov.DesiredSetup, settings: Settings, *, dry_run: bool) -> int:
+async def _run(
+    desired: prov.DesiredSetup, settings: Settings, *, dry_run: bool, timeout: float
+) -> int:
     url = settings.livekit_url
     async with api.LiveKitAPI(url, settings.livekit_api_key, settings.livekit_api_secret) as lk:
+        server = f"LiveKit at {url}"
         try:
-            state = await prov.fetch_state(lk, url)
+            state = await within(timeout, server, prov.fetch_state(lk, url))
             actions = prov.plan_setup(desired, state)
             if dry_run:
                 return _dry_run(actions, url)
-            return await _apply(lk, actions, url, settings.outbound_trunk_id)
+            return await _apply(lk, actions, url, settings.outbound_trunk_id, timeout)
         except prov.ServerProblem as e:
             raise CliError(str(e)) from None
 
@@ -118,13 +122,22 @@ def _dry_run(actions: list[prov.Action], url: str) -> int:
 
 
 async def _apply(
-    lk: api.LiveKitAPI, actions: list[prov.Action], url: str, configured_trunk_id: str
+    lk: api.LiveKitAPI,
+    actions: list[prov.Action],
+    url: str,
+    configured_trunk_id: str,
+    timeout: float,
 ) -> int:
     inbound_id = outbound_id = ""
     for action in actions:
         if action.kind == prov.RULE and inbound_id:
             prov.attach_new_inbound_trunk(action, inbound_id)
-        object_id = await prov.apply_action(lk, action, url) if action.writes else ""
+        if action.writes:
+            object_id = await within(
+                timeout, f"LiveKit at {url}", prov.apply_action(lk, action, url)
+            )
+        else:
+            object_id = ""
         object_id = object_id or action.existing_id
         print(_outcome(action, object_id))
         if action.kind == prov.INBOUND:

@@ -10,9 +10,10 @@ import os
 from livekit import api
 
 from .. import provisioning as prov
+from ..provider_keys import provider_key_checks
 from ..provisioning import Check, note, ok, problem
 from ..settings import Settings, parse_settings
-from .base import add_command
+from .base import CliError, add_command, add_request_timeout, within
 
 P = "python -m telephony"
 LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
@@ -20,7 +21,8 @@ LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     details = (
-        "Checks, in order: the settings (as the worker's `start` reads them); that LiveKit\n"
+        "Checks, in order: the settings (as the worker's `start` reads them); that OpenAI\n"
+        "and Deepgram accept their keys (one cheap request each); that LiveKit\n"
         "accepts LIVEKIT_API_KEY/SECRET; that a dispatch rule sends calls to this worker's\n"
         "agent name (LIVEKIT_AGENT_NAME); that the inbound trunks have numbers and the rule\n"
         "is attached to one; that SIP_OUTBOUND_TRUNK_ID is an outbound trunk with a number.\n"
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("status", "Check the settings and the LiveKit telephony setup; say what to fix."),
         ("doctor", "The same as `status`."),
     ):
-        add_command(
+        parser = add_command(
             subparsers,
             name,
             summary=summary,
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             examples=[f"{P} {name}"],
             run=_status,
         )
+        add_request_timeout(parser)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -50,6 +53,14 @@ def _status(args: argparse.Namespace) -> int:
     ]
     _print(checks)
 
+    print("providers")
+    if any(p.startswith(("OPENAI_", "DEEPGRAM_")) for p in local):
+        keys = [note("not checked: fix the provider settings above first")]
+    else:
+        keys = asyncio.run(provider_key_checks(settings.models, args.request_timeout))
+    _print(keys)
+    checks += keys
+
     url = settings.livekit_url
     print(f"LiveKit{f' at {url}' if url else ''}")
     if prov.livekit_problems(settings, settings_problems):
@@ -57,7 +68,7 @@ def _status(args: argparse.Namespace) -> int:
             note("not checked: needs a valid LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
         ]
     else:
-        server = asyncio.run(_server_checks(settings))
+        server = asyncio.run(_bounded_server_checks(settings, args.request_timeout))
     _print(server)
 
     checks += server
@@ -73,6 +84,13 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     print(f"all checks passed{noted}")
     return 0
+
+
+async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Check]:
+    try:
+        return await within(seconds, f"LiveKit at {settings.livekit_url}", _server_checks(settings))
+    except CliError as e:
+        return [problem(str(e))]
 
 
 async def _server_checks(settings: Settings) -> list[Check]:

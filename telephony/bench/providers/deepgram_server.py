@@ -114,6 +114,8 @@ class TranscriptOptions:
 class DeepgramStandin(LocalServer):
     default_transcript: str = ""  # what utterances beyond the script say
     connections: list[ListenConnection] = field(default_factory=list, init=False)
+    # API keys answered with 401, as Deepgram answers a wrong or revoked key.
+    rejected_keys: set[str] = field(default_factory=set, init=False)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list, init=False, repr=False)
     _transcripts: deque[str] = field(default_factory=deque, init=False, repr=False)
     _transcript_options: TranscriptOptions | None = field(default=None, init=False, repr=False)
@@ -121,7 +123,16 @@ class DeepgramStandin(LocalServer):
     def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/listen", self._listen)
+        app.router.add_get("/v1/projects", self._projects)
         return app
+
+    async def _projects(self, request: web.Request) -> web.Response:
+        """The projects the key can see: the cheap authenticated request `status` makes."""
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Token ") or auth.removeprefix("Token ") in self.rejected_keys:
+            error = {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."}
+            return web.json_response(error, status=401)
+        return web.json_response({"projects": [{"project_id": "standin", "name": "stand-in"}]})
 
     async def _before_cleanup(self) -> None:
         for ws in list(self._sockets):

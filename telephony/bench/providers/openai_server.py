@@ -234,6 +234,8 @@ class OpenAIStandin(LocalServer):
     chat_requests: list[ChatRequest] = field(default_factory=list, init=False)
     speech_requests: list[SpeechRequest] = field(default_factory=list, init=False)
     models_requests: int = field(default=0, init=False)
+    # API keys answered with 401, as OpenAI answers a wrong or revoked key.
+    rejected_keys: set[str] = field(default_factory=set, init=False)
     # (method, path) of anything unrouted, e.g. the TTS plugin's prewarm GET
     other_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
     _queue: deque[LlmTurn] = field(default_factory=deque, init=False, repr=False)
@@ -304,6 +306,10 @@ class OpenAIStandin(LocalServer):
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         self.models_requests += 1
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if key in self.rejected_keys:
+            error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
+            return web.json_response({"error": error}, status=401)
         return web.json_response({"object": "list", "data": [_model(m) for m in MODEL_IDS]})
 
     async def _handle_model(self, request: web.Request) -> web.Response:
