@@ -88,7 +88,7 @@ def make_record(number: int, *, prefix: str = "r", started_at: float | None = No
         job_id=f"AJ_{prefix}{number}",
         room=f"call-{prefix}{number}",
         direction="inbound" if number % 2 else "outbound",
-        remote_number=f"+1555000{number:04d}",
+        remote_number=f"+1628555{number:04d}",
         local_number="+17075550000",
         agent_name="test-agent",
         started_at=start,

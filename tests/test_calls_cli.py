@@ -823,6 +823,7 @@ def test_deliver_retries_queued_deliveries(
         limit: int = 50,
         attempts: int = 3,
         backoff: float = 0.5,
+        timeout: float = 10.0,
     ) -> FakeReport:
         seen.append((url, secret, limit))
         claimed = store.claim_deliveries(now=time.time() if now is None else now, limit=limit)
@@ -867,7 +868,9 @@ def test_deliver_sends_every_due_batch_up_to_the_limit(
     due = 107
     batches: list[int] = []
 
-    async def deliver_pending(store: CallStore, url: str, secret: str, *, limit: int = 50):
+    async def deliver_pending(
+        store: CallStore, url: str, secret: str, *, limit: int = 50, timeout: float = 10.0
+    ):
         nonlocal due
         batches.append(limit)
         sent = min(limit, due)
