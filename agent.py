@@ -148,7 +148,7 @@ def build_session(
         llm=call_models.llm,
         tts=call_models.tts,
         vad=vad,
-        turn_handling=phone_turn_handling(),
+        turn_handling=phone_turn_handling(state.settings),
         # The framework's away timer drives the silence limit (telephony.call_limits).
         user_away_timeout=user_away_timeout(state.settings),
         userdata=state,

@@ -63,6 +63,8 @@ SETTING_NAMES = (
     "NOISE_CANCELLATION",
     "WORKER_HTTP_PORT",
     "WORKER_CONNECT_RETRIES",
+    "TURN_DETECTOR",
+    "INTERRUPTION_DETECTION",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -143,6 +145,10 @@ class Settings:
     worker_http_port: int | None = None
     # Connection attempts to LiveKit before the worker gives up (and exits non-zero).
     worker_connect_retries: int = 16
+    # The end-of-turn model: "local" (runs in the worker) or "cloud" (LiveKit Inference).
+    turn_detector: str = "local"
+    # Interruptions: "vad" (local) or "adaptive" (LiveKit's cloud barge-in model).
+    interruption_detection: str = "vad"
 
     def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
         """What a worker command needs that is not set: one line each, with the fix.
@@ -432,6 +438,10 @@ def parse_settings(
         warm_transfer=_flag(env, "WARM_TRANSFER", False, problems),
         noise_cancellation=_choice(
             env, "NOISE_CANCELLATION", "off", ("off", "bvc-telephony"), problems
+        ),
+        turn_detector=_choice(env, "TURN_DETECTOR", "local", ("local", "cloud"), problems),
+        interruption_detection=_choice(
+            env, "INTERRUPTION_DETECTION", "vad", ("vad", "adaptive"), problems
         ),
         worker_http_port=_whole_number(env, "WORKER_HTTP_PORT", None, problems, high=65535),
         worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)

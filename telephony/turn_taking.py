@@ -7,7 +7,10 @@ model) stays on: it is what keeps the short waits below from cutting callers off
 
 from __future__ import annotations
 
+from livekit.agents import inference
 from livekit.agents.voice.turn import TurnHandlingOptions
+
+from .settings import Settings
 
 # Silence the VAD waits before it reports the end of speech, after which the turn detector
 # judges the turn. The silero default, 0.55 s, made every answer wait 0.55 s. Below the STT +
@@ -29,9 +32,22 @@ MIN_DELAY_SECONDS = 0.3
 MAX_DELAY_SECONDS = 1.5
 
 
-def phone_turn_handling() -> TurnHandlingOptions:
-    """The session's turn handling for phone callers."""
+# TURN_DETECTOR: the end-of-turn model. Left to itself the framework picks LiveKit's cloud
+# model in `dev` mode and under a hosting platform (then falls back to the local one when it
+# cannot reach it), so a self-hosted worker would first try a cloud host on every call.
+TURN_DETECTOR_VERSIONS = {"local": "v1-mini", "cloud": "v1"}
+
+
+def phone_turn_handling(settings: Settings) -> TurnHandlingOptions:
+    """The session's turn handling for phone callers, with the models chosen explicitly."""
     return TurnHandlingOptions(
+        turn_detection=inference.TurnDetector(
+            version=TURN_DETECTOR_VERSIONS[settings.turn_detector]  # type: ignore[arg-type]
+        ),
+        # INTERRUPTION_DETECTION: "vad" (speech over the agent interrupts it, locally) or
+        # "adaptive" (LiveKit's cloud model tells a barge-in from a backchannel). Left unset,
+        # the framework would try the cloud model in `dev` mode and under a hosting platform.
+        interruption={"mode": settings.interruption_detection},  # type: ignore[typeddict-item]
         endpointing={
             "mode": "fixed",
             "min_delay": MIN_DELAY_SECONDS,
