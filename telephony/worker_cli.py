@@ -79,12 +79,30 @@ def startup_problems(argv: Sequence[str], environ: Mapping[str, str] | None = No
     return problems
 
 
+def console_audio_problem() -> str | None:
+    """Why `console` cannot run here, or None. The framework's console imports sounddevice,
+    which needs the PortAudio library (even with --text); without it, 50 lines of traceback."""
+    try:
+        import sounddevice  # noqa: F401  (a probe: imported only when `console` is asked for)
+    except OSError as e:
+        return (
+            f"console mode needs the PortAudio library ({e}): install it with "
+            "`sudo apt-get install libportaudio2` (Debian/Ubuntu) or `brew install portaudio` "
+            "(macOS), then run the command again"
+        )
+    return None
+
+
 def run(server: SupervisedServer, argv: Sequence[str]) -> NoReturn:
     """Check the settings, run the framework's CLI, exit non-zero on any failure."""
     if problems := startup_problems(argv):
         print("The agent cannot start; fix these settings (in .env.local or the environment):")
         for problem in problems:
             print(f"  - {problem}")
+        sys.exit(EXIT_BAD_SETTINGS)
+    console = command_of(argv) == "console" and "--help" not in argv
+    if console and (problem := console_audio_problem()):
+        print(f"The agent cannot start: {problem}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)
     if command_of(argv) in WORKER_COMMANDS:
         for warning in unknown_variables():

@@ -105,3 +105,17 @@ def test_placeholder_flags_are_refused_like_placeholder_variables():
     )
     assert result.returncode == 1
     assert "LIVEKIT_API_KEY is still the example value 'your-livekit-api-key'" in result.stdout
+
+
+def test_console_without_portaudio_says_what_to_install(tmp_path):
+    # sounddevice as it fails where the PortAudio library is missing (Debian without
+    # libportaudio2), whether or not this machine has it.
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    keys = {"OPENAI_API_KEY": "sk-x", "DEEPGRAM_API_KEY": "dg-x", "PYTHONPATH": str(tmp_path)}
+    for args in (["console"], ["console", "--text"]):
+        result = run_agent(*args, env=keys)
+        assert result.returncode == 1
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output
+        [line] = [line for line in output.splitlines() if line.strip()]
+        assert "PortAudio" in line and "apt-get install libportaudio2" in line
