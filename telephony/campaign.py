@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 PHONE_COLUMN = "phone_number"
+ROW_NOTES_SHOWN = 10  # per-row problems printed during a run before only counting them
 # Outcomes a campaign adds to the call records' own.
 UNKNOWN = "unknown"  # no record within the call timeout: never dialed again automatically
 DISPATCH_FAILED = "dispatch-failed"  # LiveKit refused the dispatch: nothing was called
@@ -72,6 +73,11 @@ class CampaignFileError(Exception):
 
 class CampaignStateError(Exception):
     """The state file cannot be used (locked by another run, unreadable, not ours)."""
+
+
+class NoRecordsComing(Exception):
+    """The first calls of a run all ended with no call record: most likely no worker is
+    running under the agent name, so every further call would end `unknown` too."""
 
 
 class CampaignStopped(Exception):
@@ -487,6 +493,9 @@ class CampaignOptions:
     call_timeout: float = 900.0  # no record this long after the dispatch: `unknown`
     poll_interval: float = 1.0  # how often to look for the records of calls in progress
     ignore_hours: bool = False  # dispatch outside the calling window, with force=true
+    # Call the rows that ended `unknown` again (an operator's decision, once the cause,
+    # e.g. no worker running, is fixed); otherwise `unknown` is final.
+    retry_unknown: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_attempts < 1:
@@ -607,6 +616,10 @@ class CampaignRunner:
         self._results_written_at = -math.inf
         self._results_dirty = True
         self._results_failing = False
+        # Records found in this run: none while calls time out means nobody answers the jobs.
+        self._records_this_run = 0
+        # Per-row problems shown so far (the rest are counted in the results file).
+        self._row_notes = 0
         for row in campaign.rows:
             self._place(row)
 
@@ -624,6 +637,8 @@ class CampaignRunner:
     async def run(self) -> Progress:
         try:
             await self._recheck_unknown()
+            if self.options.retry_unknown:
+                self._requeue_unknown()
             await self._loop()
         except BaseException:
             self.write_results(force=True)  # what is known so far, on the way out
@@ -696,6 +711,28 @@ class CampaignRunner:
             self.state.finished(row.phone_number, room, result.outcome, now, result=result)
             self._place(row)
             self._results_dirty = True
+
+    def _requeue_unknown(self) -> None:
+        """--retry-unknown: rows still `unknown` after the recheck are called again now."""
+        for row in self.campaign.rows:
+            progress = self.state.rows.get(row.phone_number)
+            last = progress.last if progress else None
+            if last is not None and last.outcome == UNKNOWN:
+                self._finished[UNKNOWN] -= 1
+                self._finished += Counter()  # drop zero counts
+                self._retries[row.phone_number] = -math.inf
+                self._results_dirty = True
+
+    def _note_row(self, text: str) -> None:
+        """A per-row problem: the first few on the console, then only a count at the end
+        (10,000 bad rows must not print 10,000 lines; the results file has each one)."""
+        self._row_notes += 1
+        if self._row_notes <= ROW_NOTES_SHOWN:
+            self.reporter.note(text)
+        elif self._row_notes == ROW_NOTES_SHOWN + 1:
+            self.reporter.note(
+                "more rows fail the same way: not shown, see the results file for each one"
+            )
 
     # -------------------------------------------------------------- the loop
 
@@ -789,7 +826,7 @@ class CampaignRunner:
             self.state.finished(number, room, DISPATCH_FAILED, self.clock.time(), error=str(e))
             self._place(row)
             self._results_dirty = True
-            self.reporter.note(f"line {row.line}: {number}: {e}")
+            self._note_row(f"line {row.line}: {number}: {e}")
             return
         except Exception as e:
             raise CampaignStopped(
@@ -814,11 +851,14 @@ class CampaignRunner:
             self.reporter.note("the call records can be read again")
             self._store_failing = False
         now = self.clock.time()
+        self._records_this_run += len(found)
         for room, row in pending.items():
             result = found.get(room)
             if result is not None:
                 self.state.finished(row.phone_number, room, result.outcome, now, result=result)
             elif now - self._started_at(room, row) >= self.options.call_timeout:
+                if not self._records_this_run:
+                    self._stop_without_records(pending, now)
                 self.state.finished(
                     row.phone_number,
                     room,
@@ -831,6 +871,25 @@ class CampaignRunner:
             del self._pending[room]
             self._place(row)
             self._results_dirty = True
+
+    def _stop_without_records(self, pending: Mapping[str, CampaignRow], now: float) -> None:
+        """The first calls of this run found no record in their whole call timeout: stop
+        before every other number ends `unknown` the same way. The calls that timed out end
+        `unknown` (never dialed again unless asked: --retry-unknown); the rest stay in
+        progress, and the next run waits for their records."""
+        timed_out = 0
+        for room, row in pending.items():
+            if now - self._started_at(room, row) >= self.options.call_timeout:
+                timed_out += 1
+                error = f"no call record within {span_text(self.options.call_timeout)}"
+                self.state.finished(row.phone_number, room, UNKNOWN, now, error=error)
+                del self._pending[room]
+                self._place(row)
+        self._results_dirty = True
+        raise NoRecordsComing(
+            f"no call record came for the first {timed_out} call(s) of this run within "
+            f"{span_text(self.options.call_timeout)}"
+        )
 
     def _started_at(self, room: str, row: CampaignRow) -> float:
         attempt = self.state.rows[row.phone_number].find(room)
@@ -895,7 +954,7 @@ def estimated_seconds(calls: int, options: CampaignOptions) -> float:
 
 
 def plan_counts(
-    campaign: CampaignFile, state: CampaignState, max_attempts: int
+    campaign: CampaignFile, state: CampaignState, max_attempts: int, *, retry_unknown: bool = False
 ) -> dict[str, list[CampaignRow]]:
     """Valid rows by what a run would do with them: 'done', 'in progress', 'retry', 'call'."""
     plan: dict[str, list[CampaignRow]] = {"done": [], "in progress": [], "retry": [], "call": []}
@@ -906,6 +965,8 @@ def plan_counts(
             plan["call"].append(row)
         elif not last.outcome:
             plan["in progress"].append(row)
+        elif retry_unknown and last.outcome == UNKNOWN:
+            plan["retry"].append(row)
         elif is_final(progress, max_attempts):
             plan["done"].append(row)
         else:

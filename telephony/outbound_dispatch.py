@@ -170,9 +170,9 @@ class LiveKitDispatcher:
         )
         try:
             # Bounded here: livekit-api switches off the session's timeout for each request.
-            dispatch = await asyncio.wait_for(
-                self._api.agent_dispatch.create_dispatch(request), self.timeout
-            )
+            # (asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.)
+            async with asyncio.timeout(self.timeout):
+                dispatch = await self._api.agent_dispatch.create_dispatch(request)
         except TimeoutError:
             raise TimeoutError(
                 f"LiveKit at {self.url} did not answer within {self.timeout:g} s "

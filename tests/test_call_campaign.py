@@ -575,8 +575,7 @@ async def test_campaign_call_without_a_record_ends_unknown_and_is_not_redialed(
     source = write_csv(tmp_path / "list.csv", [["phone_number"], [number]])
     args = ("campaign", str(source), "--call-timeout", "0.3", "--poll-interval", "0.05")
     result = await cli(capsys, *args)  # no agent: the dispatch is never taken
-    assert result.code == 0, result.err
-    assert "unknown 1" in result.out
+    assert result.code == 1, result.err
     row = read_results(tmp_path / "list.results.csv")[number]
     assert (row["outcome"], row["error"]) == ("unknown", "no call record within 0.3 s")
 
@@ -588,6 +587,90 @@ async def test_campaign_call_without_a_record_ends_unknown_and_is_not_redialed(
     assert result.code == 0, result.err
     assert read_results(tmp_path / "list.results.csv")[number]["outcome"] == "voicemail"
     assert len(livekit_server.calls("CreateDispatch")) == 1
+
+
+async def test_campaign_with_no_worker_stops_with_the_likely_cause(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    """No worker answers the dispatches: the first call's timeout stops the run, instead of
+    every number ending `unknown` and the campaign "finishing" with exit 0."""
+    listed = numbers(5)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in listed)])
+    args = ("campaign", str(source), "--call-timeout", "0.3", "--poll-interval", "0.05")
+
+    result = await cli(capsys, *args, "--concurrency", "1")
+
+    assert result.code == 1
+    assert "no call record came for the first 1 call(s) of this run within 0.3 s" in result.err
+    assert "no worker is running under the agent name 'my-telephony-agent'" in result.err
+    assert "--retry-unknown" in result.err
+    assert "campaign finished" not in result.out
+    assert len(livekit_server.calls("CreateDispatch")) == 1  # the other four never dialed
+    results = read_results(tmp_path / "list.results.csv")
+    assert results[listed[0]]["outcome"] == "unknown"
+    assert all(results[n]["outcome"] == "" for n in listed[1:])
+
+
+async def test_retry_unknown_calls_the_unknown_numbers_again_once_a_worker_runs(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    [number] = numbers(1)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], [number]])
+    args = ("campaign", str(source), "--call-timeout", "0.3", "--poll-interval", "0.05")
+    assert (await cli(capsys, *args)).code == 1  # no worker yet: ends unknown
+
+    again = await cli(capsys, *args)  # unknown is final unless the operator asks
+    assert again.code == 0, again.err
+    assert len(livekit_server.calls("CreateDispatch")) == 1
+
+    agent = FakeAgent(livekit_server, store, delay=0.05).start()
+    retried = await cli(capsys, *args, "--retry-unknown")
+    assert retried.code == 0, retried.err
+    assert agent.count() == {number: 1}
+    row = read_results(tmp_path / "list.results.csv")[number]
+    assert (row["outcome"], row["attempts"]) == ("completed", "2")
+
+
+async def test_many_rows_failing_the_same_way_print_a_few_lines_and_a_count(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    listed = numbers(40)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in listed)])
+    refused = twirp_error("invalid_argument", "metadata too long")
+    livekit_server.script("CreateDispatch", *[refused] * len(listed))
+
+    result = await cli(capsys, "campaign", str(source), "--rate", "200", "--poll-interval", "0.05")
+
+    assert result.code == 0, result.err
+    refusals = [line for line in result.out.splitlines() if "metadata too long" in line]
+    assert len(refusals) == 10
+    assert "more rows fail the same way" in result.out
+    results = read_results(tmp_path / "list.results.csv")
+    assert {r["outcome"] for r in results.values()} == {"dispatch-failed"}
+
+
+async def test_thousands_of_bad_rows_are_counted_not_listed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = [[f"12345{i}"] for i in range(2000)]
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *bad, [numbers(1)[0]]])
+
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+
+    assert result.code == 0, result.err
+    assert len(result.err.splitlines()) <= 25
+    assert "... and 1980 more" in result.err and "--list-skipped" in result.err
+    listed = await cli(capsys, "campaign", str(source), "--dry-run", "--list-skipped")
+    assert len(listed.err.splitlines()) > 2000
 
 
 # ------------------------------------------------------------------ campaign: resuming

@@ -74,7 +74,8 @@ async def within(seconds: float, server: str, request: Awaitable[_T]) -> _T:
     The asyncio bound is the one that holds: livekit-api passes `timeout=None` to aiohttp for
     each request, which switches off the client session's own timeout."""
     try:
-        return await asyncio.wait_for(request, seconds)
+        async with asyncio.timeout(seconds):
+            return await request
     except TimeoutError:
         raise CliError(
             f"{server} did not answer within {seconds:g} s: check the address and that it is "

@@ -24,6 +24,7 @@ from ..campaign import (
     CampaignState,
     CampaignStateError,
     CampaignStopped,
+    NoRecordsComing,
     Progress,
     estimated_seconds,
     plan_counts,
@@ -49,7 +50,7 @@ from .base import (
 )
 
 P = "python -m telephony campaign"
-SKIPPED_SHOWN = 20  # skipped rows listed on a real run (--dry-run lists them all)
+SKIPPED_SHOWN = 20  # skipped rows listed (--list-skipped lists them all)
 PLAN_ROWS_SHOWN = 20
 PROGRESS_EVERY_SECONDS = 30.0  # progress lines when the output is not a terminal
 
@@ -152,6 +153,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="check the file and print the plan; dispatch nothing",
     )
     parser.add_argument(
+        "--list-skipped",
+        action="store_true",
+        help=f"list every skipped row (default: the first {SKIPPED_SHOWN} and a count)",
+    )
+    parser.add_argument(
+        "--retry-unknown",
+        action="store_true",
+        help="call the numbers whose earlier call ended 'unknown' (no call record came) "
+        "again; without it, 'unknown' is final so that nobody is called twice by accident",
+    )
+    parser.add_argument(
         "--ignore-hours",
         action="store_true",
         help="call outside OUTBOUND_CALLING_HOURS too (the agent is told force=true)",
@@ -192,9 +204,10 @@ def _campaign(args: argparse.Namespace) -> int:
         call_timeout=args.call_timeout or default_call_timeout(settings),
         poll_interval=args.poll_interval,
         ignore_hours=args.ignore_hours,
+        retry_unknown=args.retry_unknown,
     )
     schedule = calling_schedule(settings)
-    _print_skipped(campaign, limit=None if args.dry_run else SKIPPED_SHOWN)
+    _print_skipped(campaign, limit=None if args.list_skipped else SKIPPED_SHOWN)
     if not campaign.rows:
         problem = "every row was skipped" if campaign.skipped else "it has no rows"
         raise CliError(f"nothing to call in {source}: {problem}", exit_code=2)
@@ -210,7 +223,9 @@ def _campaign(args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(sys.stdout)
     url = database_url(settings.database_url, settings.call_records_path)
     with state, CallStore.open(url) as store:
-        plan = plan_counts(campaign, state, options.max_attempts)
+        plan = plan_counts(
+            campaign, state, options.max_attempts, retry_unknown=options.retry_unknown
+        )
         print(
             f"campaign {source}: {len(campaign.rows)} numbers: {len(plan['done'])} done, "
             f"{len(plan['in progress'])} in progress, {len(plan['retry'])} to retry, "
@@ -239,6 +254,15 @@ def _campaign(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130
+        except NoRecordsComing as e:
+            reporter.close()
+            raise CliError(
+                f"{e}: most likely no worker is running under the agent name "
+                f"'{settings.agent_name}' (LIVEKIT_AGENT_NAME), so nobody answers the "
+                "dispatches. Start one (`python agent.py start`), check `python -m telephony "
+                "status`, then run the same command again with --retry-unknown to call those "
+                "numbers"
+            ) from None
         except CampaignStopped as e:
             reporter.close()
             raise CliError(
@@ -341,7 +365,8 @@ def _print_skipped(campaign: CampaignFile, *, limit: int | None) -> None:
     if limit is not None and len(skipped) > limit:
         more = len(skipped) - limit
         print(
-            f"  ... and {more} more (`{P} {campaign.path} --dry-run` lists them all)",
+            f"  ... and {more} more (`{P} {campaign.path} --dry-run --list-skipped` lists "
+            "them all)",
             file=sys.stderr,
         )
 
@@ -357,7 +382,7 @@ def _print_plan(
         state = CampaignState.read(state_path)
     except CampaignStateError as e:
         raise CliError(str(e)) from None
-    plan = plan_counts(campaign, state, options.max_attempts)
+    plan = plan_counts(campaign, state, options.max_attempts, retry_unknown=options.retry_unknown)
     calls = len(plan["call"]) + len(plan["retry"])
     print(
         f"{campaign.path}: {len(campaign.rows)} number(s), {len(campaign.skipped)} row(s) skipped"
