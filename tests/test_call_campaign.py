@@ -227,6 +227,8 @@ async def test_call_dispatches_the_agent_with_the_dial_request(
     [
         (["5105550123"], "'5105550123' is not a valid phone number"),
         (["+1510"], "is not a valid phone number"),
+        (["+999999999"], "'+999999999' is not a valid phone number: no country has that code"),
+        (["+10000000000"], "is not a valid phone number: no such number"),
         (["+15105550123", "--dtmf", "12ab"], "--dtmf '12ab' may only contain digits"),
         (["+15105550123", "--transfer-to", "nowhere"], "--transfer-to 'nowhere' is not"),
         (["+15105550123", "--meta", "name"], "--meta 'name' must look like KEY=VALUE"),
@@ -246,6 +248,16 @@ async def test_call_with_a_bad_number_or_option_sends_nothing(
     assert message in result.err
     assert "Traceback" not in result.err
     assert livekit_server.requests == []
+
+
+async def test_call_dials_a_number_written_with_separators_as_clean_e164(
+    livekit_server: LiveKitServerStandin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await cli(capsys, "call", "+1 (415) 555-2671\n")
+    assert result.code == 0, result.err
+    [dispatch] = livekit_server.calls("CreateDispatch")
+    metadata = json.loads(dispatch.request.metadata)  # type: ignore[attr-defined]
+    assert metadata["phone_number"] == "+14155552671"
 
 
 async def test_call_wait_prints_the_outcome(

@@ -93,7 +93,14 @@ def test_transfer_destinations_become_refer_uris():
 
 @pytest.mark.parametrize(
     "raw",
-    ["sales", "sales=5550001111", "=tel:+16285551111", "a=tel:+16285551111,a=tel:+16285552222"],
+    [
+        "sales",
+        "sales=5550001111",
+        "=tel:+16285551111",
+        "a=tel:+16285551111,a=tel:+16285552222",
+        "sales=+10000000000",  # E.164 in form, but no such number
+        "sales=tel:+999999999",  # no country has that code
+    ],
 )
 def test_bad_transfer_destinations_are_rejected(raw):
     with pytest.raises(InvalidDestination, match="TRANSFER_DESTINATIONS"):
