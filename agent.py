@@ -272,10 +272,17 @@ async def run_call(job: CallJob) -> None:
 
 
 def new_call_state(
-    job: CallJob, config: CallConfig, context: CallContext, dial: DialRequest | None = None
+    job: CallJob,
+    config: CallConfig,
+    context: CallContext,
+    *,
+    dial: DialRequest | None = None,
+    dispatch_context: Mapping[str, str] | None = None,
 ) -> CallState:
     state = CallState(config.settings, config.prompts, job.control, context, dial_request=dial)
-    state.dispatch_context = dial.context if dial else {}
+    # What the dispatcher said about the call: the dial request's context, or the metadata
+    # of a call we answer.
+    state.dispatch_context = dial.context if dial else dict(dispatch_context or {})
     state.greeting_audio = job.ctx.proc.userdata.get("greeting_audio")
     if config.keypad_menu is not None:
         state.keypad_menu = config.keypad_menu.prompt
@@ -303,8 +310,7 @@ async def answer_call(
     job.recorder.answered()
     ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
     logger.info("call connected", extra=ctx.log_context_fields)
-    state = new_call_state(job, config, context)
-    state.dispatch_context = dispatch_context
+    state = new_call_state(job, config, context, dispatch_context=dispatch_context)
     state.after_hours = config.after_hours()
     # Both are bounded and never fail the call: at worst, no name and no extra filter.
     state.contact, noise_filter = await asyncio.gather(
@@ -347,7 +353,7 @@ async def place_call(job: CallJob, config: CallConfig, dial: DialRequest) -> Non
     context = outbound_context(ctx, dial)
     identity = context.participant_identity
     job.recorder.set_context(context)
-    state = new_call_state(job, config, context, dial)
+    state = new_call_state(job, config, context, dial=dial)
     state.contact = await look_up_caller(config.contact_lookup, dial.phone_number)
     session = build_session(state, job.vad, job.take_models())
     job.recorder.attach(session)

@@ -31,6 +31,15 @@ async def wait_for_speech(run, segments: int = 1) -> None:
     await asyncio.wait_for(run.sink.wait_for_segments(segments), TIMEOUT)
 
 
+async def caller_joins_and_is_greeted(run, openai_server) -> None:
+    run.room.add_participant(
+        make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+    )
+    await run.wait_until_done()
+    await wait_for_speech(run)
+    assert openai_server.speech_requests, "the caller was not greeted"
+
+
 # ---------------------------------------------------------------- inbound
 
 
@@ -284,13 +293,7 @@ async def test_inbound_job_with_metadata_is_answered_and_its_values_reach_the_ag
     monkeypatch, livekit_server, openai_server, metadata
 ):
     async with job(monkeypatch, livekit_server, openai_server, metadata=metadata) as run:
-        run.room.add_participant(
-            make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
-        )
-        await run.wait_until_done()
-        await wait_for_speech(run)
-
-        assert openai_server.speech_requests, "the caller was not greeted"
+        await caller_joins_and_is_greeted(run, openai_server)
         assert livekit_server.calls("CreateSIPParticipant") == []
         assert livekit_server.calls("DeleteRoom") == []
         assert run.state.context.direction == "inbound"
@@ -303,13 +306,7 @@ async def test_inbound_job_with_metadata_that_is_not_an_object_is_still_answered
 ):
     caplog.set_level(logging.WARNING, logger="agent")
     async with job(monkeypatch, livekit_server, openai_server, metadata="vip caller") as run:
-        run.room.add_participant(
-            make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
-        )
-        await run.wait_until_done()
-        await wait_for_speech(run)
-
-        assert openai_server.speech_requests, "the caller was not greeted"
+        await caller_joins_and_is_greeted(run, openai_server)
         assert livekit_server.calls("DeleteRoom") == []
         assert "job metadata in room" in caplog.text and "not JSON" in caplog.text
 
