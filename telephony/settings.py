@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -150,24 +150,18 @@ class Settings:
     # Interruptions: "vad" (local) or "adaptive" (LiveKit's cloud barge-in model).
     interruption_detection: str = "vad"
 
-    def missing_for(self, command: str, cli_flags: Collection[str] = ()) -> list[str]:
-        """What a worker command needs that is not set: one line each, with the fix.
-
-        `cli_flags` are the `--options` given on the command line, which the worker's CLI
-        accepts in place of the LiveKit variables.
-        """
+    def missing_for(self, command: str) -> list[str]:
+        """What a worker command needs that is not set, or is still an example value: one
+        line each, with the fix. (The worker's `--url`/`--api-key`/`--api-secret` flags are
+        read as these variables before this check: telephony.worker_cli.)"""
         problems: list[str] = []
         required: list[tuple[str, str, str]] = []
         if command in ("dev", "start", "connect"):
             fix = "copy it from your LiveKit project settings"
             required += [
-                (var, value, fix)
-                for var, value, flag in (
-                    ("LIVEKIT_URL", self.livekit_url, "--url"),
-                    ("LIVEKIT_API_KEY", self.livekit_api_key, "--api-key"),
-                    ("LIVEKIT_API_SECRET", self.livekit_api_secret, "--api-secret"),
-                )
-                if flag not in cli_flags
+                ("LIVEKIT_URL", self.livekit_url, fix),
+                ("LIVEKIT_API_KEY", self.livekit_api_key, fix),
+                ("LIVEKIT_API_SECRET", self.livekit_api_secret, fix),
             ]
         if command in ("dev", "start", "connect", "console"):
             required += [

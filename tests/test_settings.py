@@ -9,6 +9,7 @@ from telephony.settings import (
     parse_transfer_destinations,
     read_settings,
 )
+from telephony.worker_cli import startup_problems
 
 COMPLETE = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -53,8 +54,10 @@ def test_console_needs_provider_keys_but_no_livekit_server():
 
 
 def test_command_line_flags_stand_in_for_livekit_variables():
-    settings = read_settings({"OPENAI_API_KEY": "x", "DEEPGRAM_API_KEY": "y"})
-    assert settings.missing_for("start", cli_flags={"--url", "--api-key", "--api-secret"}) == []
+    flags = ["--url", "wss://acme.livekit.cloud", "--api-key=APIkey", "--api-secret", "s3cret"]
+    env = {"OPENAI_API_KEY": "x", "DEEPGRAM_API_KEY": "y"}
+    assert startup_problems(["agent.py", "start", *flags], env) == []
+    assert startup_problems(["agent.py", "start"], env) != []
 
 
 def test_every_malformed_value_is_reported_together():
