@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from telephony.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
 from telephony.worker_cli import startup_problems
 from tests.flow import job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
+from tests.standins.openai_server import reply
 
 # What a user fills in after `cp .env.example .env.local`: the five required values only.
 USER_KEYS = {
@@ -58,6 +60,31 @@ def test_env_example_copied_as_is_points_every_model_at_the_real_providers(
     assert str(call_models.tts._client.base_url) == "https://api.openai.com/v1/"
     assert call_models.stt._opts.endpoint_url == "https://api.deepgram.com/v1/listen"
     assert read_settings(clean_environ).missing_for("start") == []
+
+
+def test_env_example_with_deepgram_speech_points_the_tts_at_deepgram(
+    tmp_path: Path, clean_environ: dict[str, str]
+):
+    copy_env_example(tmp_path, {**USER_KEYS, "TTS_PROVIDER": "deepgram"})
+
+    load_env_files(tmp_path, clean_environ)
+    call_models = models.build_models(read_settings(clean_environ).models)
+
+    assert call_models.tts._opts.base_url == "https://api.deepgram.com/v1/speak"
+    assert str(call_models.llm._client.base_url) == "https://api.openai.com/v1/"
+
+
+def test_an_empty_variable_in_the_environment_does_not_hide_the_files_value(tmp_path: Path):
+    # CI systems and `docker run --env-file` export empty variables: empty is "not set" there too.
+    copy_env_example(tmp_path, {**USER_KEYS, "OPENAI_BASE_URL": "https://llm.acme.test/v1"})
+    environ = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "  ", "TTS_VOICE": ""}
+
+    load_env_files(tmp_path, environ)
+
+    assert environ["OPENAI_BASE_URL"] == "https://llm.acme.test/v1"
+    assert environ["OPENAI_API_KEY"] == USER_KEYS["OPENAI_API_KEY"]
+    assert "TTS_VOICE" not in environ
+    assert read_settings(environ).models.openai_base_url == "https://llm.acme.test/v1"
 
 
 def test_an_empty_library_variable_never_reaches_the_library(
@@ -121,6 +148,39 @@ def test_a_misspelled_variable_is_reported_with_the_closest_name(tmp_path: Path)
     ]
 
 
+def library_env_names() -> set[str]:
+    """The LIVEKIT_*/LK_*/OPENAI_*/DEEPGRAM_* names the installed livekit packages (agents,
+    plugins, api, rtc) and the OpenAI SDK spell out in their sources: what they read."""
+    import livekit.agents
+    import openai as openai_sdk
+
+    name = re.compile(rb"""["']((?:LIVEKIT|LK|OPENAI|DEEPGRAM)_[A-Z0-9_]+)["']""")
+    roots = [Path(livekit.agents.__file__).parents[1], Path(openai_sdk.__file__).parent]
+    found: set[str] = set()
+    for root in roots:
+        for source in root.rglob("*.py"):
+            found.update(m.decode() for m in name.findall(source.read_bytes()))
+    return found
+
+
+def test_variables_the_libraries_read_are_never_reported(tmp_path: Path):
+    names = library_env_names()
+    assert {"LIVEKIT_LOG_LEVEL", "LIVEKIT_AGENT_NAME_OVERRIDE", "OPENAI_ORG_ID"} <= names
+    (tmp_path / ".env.local").write_text("".join(f"{n}=1\n" for n in sorted(names)))
+    (tmp_path / ".env").write_text("OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318\n")
+
+    assert unknown_variables(tmp_path) == []
+
+
+def test_a_misspelled_library_variable_is_reported_with_its_name(tmp_path: Path):
+    (tmp_path / ".env.local").write_text("LIVEKIT_LOG_LEVL=debug\nOPENAI_API_KYE=sk-1\n")
+
+    assert unknown_variables(tmp_path) == [
+        ".env.local sets LIVEKIT_LOG_LEVL, which is not a setting: did you mean LIVEKIT_LOG_LEVEL?",
+        ".env.local sets OPENAI_API_KYE, which is not a setting: did you mean OPENAI_API_KEY?",
+    ]
+
+
 def test_a_misspelled_variable_does_not_stop_the_worker(
     tmp_path: Path, clean_environ: dict[str, str]
 ):
@@ -167,6 +227,12 @@ async def test_a_call_runs_on_the_copied_env_example(
         )
         await run.wait_until_done()
         await asyncio.wait_for(run.sink.wait_for_segments(1), 15)
-
         assert openai_server.speech_requests, "the caller heard no greeting"
+
+        # The caller speaks; the LLM, reached at the file's OPENAI_BASE_URL, answers.
+        openai_server.script(reply("Of course, what day suits you?"))
+        result = await asyncio.wait_for(run.session.run(user_input="I need an appointment"), 15)
+
+        result.expect.next_event().is_message(role="assistant")
+        assert openai_server.chat_requests[-1].last_user_text == "I need an appointment"
         assert run.state.settings.models.openai_base_url == openai_server.base_url
