@@ -617,11 +617,22 @@ def _dispatch_checks(state: ServerState, agent_name: str, variable: str) -> list
     return checks
 
 
+def _server_placeholders(label: str, trunk: TrunkInfo, file: str) -> list[Check]:
+    """A trunk on the server still holding a shipped example value (created from an unedited
+    file before setup refused them, or by hand): no call gets through it."""
+    return [
+        problem(f"{label}: {line}; put it in {file} and run `{SETUP_COMMAND}`")
+        for line in trunk_placeholders(trunk)
+    ]
+
+
 def _inbound_trunk_checks(state: ServerState) -> list[Check]:
     checks: list[Check] = []
     for trunk in state.inbound:
         label = f"inbound trunk '{trunk.name}' ({trunk.sip_trunk_id})"
-        if trunk.numbers:
+        if examples := _server_placeholders(label, trunk, DEFAULT_FILES[INBOUND].name):
+            checks += examples
+        elif trunk.numbers:
             checks.append(ok(f"{label} answers {_numbers(trunk.numbers)}"))
         else:
             checks.append(
@@ -662,7 +673,7 @@ def _outbound_trunk_checks(state: ServerState, trunk_id: str) -> list[Check]:
             )
         ]
     label = f"outbound trunk '{trunk.name}' ({trunk_id}, SIP_OUTBOUND_TRUNK_ID)"
-    checks: list[Check] = []
+    checks = _server_placeholders(label, trunk, DEFAULT_FILES[OUTBOUND].name)
     if not trunk.numbers:
         checks.append(
             problem(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from livekit import api
 
 from telephony import provisioning
@@ -476,6 +477,37 @@ async def test_status_of_a_healthy_setup(
         assert secret not in result.text
 
 
+async def test_status_refuses_trunks_on_the_server_that_hold_the_shipped_example_values(
+    livekit_server: LiveKitServerStandin, files, cli, monkeypatch
+):
+    # What setup made of the unedited files before it refused them: the trunks as shipped.
+    await healthy(livekit_server, cli, monkeypatch)
+    store = livekit_server.store
+    [(inbound_id, inbound)] = store.inbound_trunks.items()
+    [(outbound_id, outbound)] = store.outbound_trunks.items()
+    for trunk, kind in ((inbound, provisioning.INBOUND), (outbound, provisioning.OUTBOUND)):
+        shipped = json.loads((PROJECT_ROOT / provisioning.DEFAULT_FILES[kind].name).read_text())
+        del trunk.numbers[:]
+        json_format.ParseDict(shipped["trunk"], trunk)
+
+    result = await cli("status")
+
+    assert result.code == 1, result.text
+    problems = [line for line in result.out.splitlines() if line.startswith("  problem")]
+    for trunk_id, field, value in (
+        (inbound_id, "numbers", "+15105550100"),
+        (outbound_id, "numbers", "+15105550100"),
+        (outbound_id, "address", "your-trunk.pstn.example.com"),
+        (outbound_id, "authUsername", "your-sip-username"),
+    ):
+        assert any(
+            trunk_id in line and f"{field} is still the example value '{value}'" in line
+            for line in problems
+        ), (trunk_id, field, result.out)
+    assert "via your-trunk.pstn.example.com" not in result.out
+    assert "answers +15105550100" not in result.out
+
+
 async def test_doctor_is_status(livekit_server: LiveKitServerStandin, files, cli, monkeypatch):
     await healthy(livekit_server, cli, monkeypatch)
     status, doctor = await cli("status"), await cli("doctor")
@@ -488,7 +520,7 @@ async def test_status_without_a_rule_for_this_agent(
 ):
     trunk_id = livekit_server.store.new_id("ST")
     livekit_server.store.inbound_trunks[trunk_id] = api.SIPInboundTrunkInfo(
-        sip_trunk_id=trunk_id, name="in", numbers=["+15105550100"]
+        sip_trunk_id=trunk_id, name="in", numbers=[OUR_NUMBER]
     )
 
     result = await cli("status")
