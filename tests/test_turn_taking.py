@@ -3,7 +3,13 @@ framework alone would pick LiveKit's cloud models in `dev` mode and on hosting p
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
 import pytest
+from aiohttp import web
 
 import agent
 from telephony.call_context import CallContext
@@ -11,6 +17,10 @@ from telephony.call_control import CallControl
 from telephony.call_state import CallState
 from telephony.prompts import Prompts
 from telephony.settings import read_settings
+from tests.audio_input import CallerAudio, Silence, Speech, tools_available
+from tests.flow import job
+from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
+from tests.standins.openai_server import reply
 
 KEYS = {"OPENAI_API_KEY": "sk-test", "DEEPGRAM_API_KEY": "dg-test"}
 
@@ -50,3 +60,61 @@ def test_the_cloud_models_when_the_settings_ask_for_them(monkeypatch):
 def test_an_unknown_model_choice_is_a_settings_problem():
     with pytest.raises(Exception, match="TURN_DETECTOR='remote' is not one of: local, cloud"):
         read_settings({"TURN_DETECTOR": "remote"})
+
+
+@dataclass
+class CloudStandin:
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def livekit_cloud_standin() -> AsyncIterator[CloudStandin]:
+    """A local server standing in for LiveKit's cloud models (LiveKit Inference): it records
+    every request (HTTP or WebSocket upgrade) and refuses it."""
+    requests: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        requests.append(f"{request.method} {request.path}")
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield CloudStandin(f"http://127.0.0.1:{port}", requests)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.skipif(not tools_available(), reason="needs espeak-ng and sox")
+async def test_a_spoken_call_in_dev_mode_sends_nothing_to_a_livekit_cloud_host(
+    monkeypatch, livekit_server, openai_server, deepgram_server
+):
+    """`python agent.py dev` on a self-hosted LiveKit: the caller speaks, the agent answers,
+    and no request goes to LiveKit Inference (here a local stand-in at LIVEKIT_INFERENCE_URL,
+    which the framework's cloud turn detector and interruption model would use)."""
+    async with livekit_cloud_standin() as cloud:
+        monkeypatch.setenv("LIVEKIT_DEV_MODE", "1")
+        monkeypatch.setenv("LIVEKIT_INFERENCE_URL", cloud.url)
+        deepgram_server.script_transcripts(["I would like to book an appointment"])
+        openai_server.script(reply("Of course, which day suits you?"))
+        caller = CallerAudio(
+            Silence(0.3), Speech("I would like to book an appointment"), Silence(4), autostart=False
+        )
+        async with job(monkeypatch, livekit_server, openai_server, audio_input=caller) as run:
+            run.room.add_participant(
+                make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+            )
+            await run.wait_until_done()
+            await asyncio.wait_for(run.sink.wait_for_segments(1), 15)  # the greeting
+            caller.start()
+            await asyncio.wait_for(run.sink.wait_for_segments(2), 20)  # the answer
+
+            assert openai_server.chat_requests, "the agent did not answer the caller"
+        # Without explicit models: ['GET /bargein', 'GET /eot'] (then a fallback to local).
+        assert cloud.requests == []
