@@ -4,9 +4,9 @@ Two rules hold for every variable, ours and those the libraries read themselves:
 - an empty value means "use the default". python-dotenv would set `OPENAI_BASE_URL=` to the
   empty string, and the OpenAI SDK then takes "" as its base URL: every request fails.
   So empty values are never put into the environment, and empty ones already there are removed.
-- a variable already set in the environment wins over both files. Set but empty counts as not
-  set (CI systems and `docker run --env-file` export empty variables): the files may fill it,
-  else it is removed and the default applies.
+- a variable already set in the environment wins over both files; set but empty, it means the
+  default (and the files do not fill it: tests and supervisors blank a variable to keep a
+  developer's `.env.local` out).
 
 A name in the files that nothing reads (a typo such as GREETING_MODEE) is reported, with the
 closest known name, but never stops the worker.
@@ -94,13 +94,13 @@ def load_env_files(
     root: Path = PROJECT_ROOT, environ: MutableMapping[str, str] | None = None
 ) -> None:
     """Fill the environment from `.env.local`, then `.env`: non-empty values only, never
-    over a variable already set to a value; then drop the empty ones (see the module doc)."""
+    over a variable already set; then drop the empty ones (see the module doc)."""
     environ = os.environ if environ is None else environ
-    drop_empty_settings(environ)
     for path in env_files(root):
         for name, value in dotenv_values(path).items():
             if value and value.strip() and name not in environ:
                 environ[name] = value
+    drop_empty_settings(environ)
 
 
 def drop_empty_settings(environ: MutableMapping[str, str]) -> None:
