@@ -5,26 +5,29 @@ from pathlib import Path
 
 import pytest
 
-from telephony.settings import SETTING_NAMES
+from telephony.domain.settings import SETTING_NAMES
 from tests.record_fixtures import record_store, record_store_url  # noqa: F401
 from tests.standins.deepgram_fixtures import deepgram_server  # noqa: F401
-from tests.standins.deepgram_server import DeepgramStandin
 from tests.standins.fixtures import livekit_server  # noqa: F401
 from tests.standins.openai_fixtures import openai_server  # noqa: F401
 
+# The prompts tests run with: a copy of the shipped ones, so that editing a shipped prompt
+# breaks no test (tests/test_prompts.py checks the shipped ones themselves).
+TEST_PROMPTS = Path(__file__).parent / "fixtures" / "prompts"
+# Where Deepgram requests go unless a test starts the stand-in (`deepgram_server`): a
+# local port nothing listens on, so no test can reach the real service.
+NO_DEEPGRAM = "http://127.0.0.1:9/v1"
+
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    deepgram_server: DeepgramStandin,  # noqa: F811
-) -> None:
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests see only the settings they set: a developer's shell or .env.local must not
-    leak in, no test may reach a real provider (Deepgram goes to its stand-in), and call
-    records go to the test's own folder."""
+    leak in, no test may reach a real provider, and call records go to the test's own
+    folder."""
     for name in (*SETTING_NAMES, "LIVEKIT_AGENT_NAME_OVERRIDE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram_server.base_url)
+    monkeypatch.setenv("DEEPGRAM_BASE_URL", NO_DEEPGRAM)
+    monkeypatch.setenv("PROMPTS_DIR", str(TEST_PROMPTS))
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))
     monkeypatch.setenv("GREETING_AUDIO_DIR", str(tmp_path / "greeting-audio"))
 

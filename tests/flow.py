@@ -1,29 +1,32 @@
-"""Run `agent.entrypoint` itself on a job, with the room and the remote services stood in.
+"""Run the worker's job on a call (`run_job` with agent.py's `PHONE_WIRING`, what
+`agent.entrypoint` runs), with the room and the remote services stood in.
 
 The room is a real `rtc.Room` that reports itself connected and into which tests put
-participants the way the SDK does (`participant_active`). `agent.join_room`, the one line
-that needs a real LiveKit connection, is replaced by a text-and-audio-sink session start;
-everything else in the entrypoint runs as in production.
+participants the way the SDK does (`participant_active`). The wiring's `join_room`, the one
+seam that needs a real LiveKit connection, is a text-and-audio-sink session start here;
+everything else in the job runs as in production (a test may pass other seams in `wiring`).
 
-With `audio_input=` (e.g. a `tests.audio_input.CallerAudio`), the session also hears the
-callee: that input stands where RoomIO's audio input would be, and the worker's prewarmed
-VAD (silero, as `agent.prewarm` loads it) is handed to the job, so VAD, STT and
-answering-machine detection run on real audio.
+With `audio_input=` (e.g. a `telephony.devtools.bench.caller.CallerAudio`), the session
+also hears the callee: that input stands where RoomIO's audio input would be, and the
+worker's prewarmed VAD (silero, as `agent.prewarm` loads it) is handed to the job, so VAD,
+STT and answering-machine detection run on real audio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from livekit.agents import AgentSession, JobContext, room_io
+from livekit.agents import AgentSession, JobContext, inference, room_io
 from livekit.agents import vad as vad_base
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
@@ -31,12 +34,15 @@ from livekit.agents.voice import io
 from livekit.agents.voice.events import CloseReason
 
 import agent
-from telephony.bench.room import BenchRoom
-from telephony.call_state import CallState
-from telephony.greeting_audio import GreetingAudioCache
-from tests.audio_sink import RealTimeAudioSink
-from tests.standins.livekit_server import LiveKitServerStandin
-from tests.standins.openai_server import OpenAIStandin
+from telephony.call import framework_compat as compat
+from telephony.call.call_state import CallState
+from telephony.call.greeting_audio import GreetingAudioCache
+from telephony.call.turn_taking import VAD_MIN_SILENCE_SECONDS
+from telephony.devtools.bench.room import BenchRoom
+from telephony.devtools.bench.sink import RealTimeAudioSink
+from telephony.devtools.standins.livekit_server import LiveKitServerStandin
+from telephony.devtools.standins.openai_server import OpenAIStandin
+from telephony.worker.job import run_job
 
 
 @dataclass
@@ -74,7 +80,7 @@ class JobRun:
         await asyncio.wait_for(asyncio.wait([self.task]), timeout)
         for session in self.sessions:
             await session.aclose()
-        session_end = agent.server._session_end_fnc
+        session_end = compat.session_end_callback(agent.server)
         assert session_end is not None, "agent.py registers no on_session_end callback"
         await asyncio.wait_for(session_end(self.ctx), timeout)
 
@@ -82,10 +88,6 @@ class JobRun:
 @functools.cache
 def prewarmed_vad() -> vad_base.VAD:
     """The VAD as the worker's prewarm loads it, once per test process."""
-    from livekit.agents import inference
-
-    from telephony.turn_taking import VAD_MIN_SILENCE_SECONDS
-
     return inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
 
 
@@ -102,6 +104,7 @@ async def job(
     audio_input: io.AudioInput | None = None,
     vad: vad_base.VAD | None = None,
     greeting_audio: GreetingAudioCache | None = None,
+    wiring: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[JobRun]:
     """Start the entrypoint as the worker would for one job; the test drives the call.
 
@@ -132,17 +135,19 @@ async def job(
             session.input.audio = audio_input
         await session.start(telephony_agent)
 
-    monkeypatch.setattr(agent, "join_room", join_without_server)
+    call_wiring = dataclasses.replace(
+        agent.PHONE_WIRING, join_room=join_without_server, **(wiring or {})
+    )
     async with http_context.open():
         job_id = f"AJ_{uuid.uuid4().hex[:12]}"
         with fake_job_context(room=room, job_metadata=metadata, job_id=job_id) as ctx:
             run.ctx = ctx
-            ctx._on_shutdown = run.shutdown_reasons.append
+            compat.on_job_shutdown(ctx, run.shutdown_reasons.append)
             if audio_input is not None:
                 ctx.proc.userdata["vad"] = vad or prewarmed_vad()
             if greeting_audio is not None:
                 ctx.proc.userdata["greeting_audio"] = greeting_audio
-            run.task = asyncio.create_task(agent.entrypoint(ctx))
+            run.task = asyncio.create_task(run_job(ctx, call_wiring))
             try:
                 yield run
             finally:

@@ -1,8 +1,9 @@
 """Run this project's real agent on one call, with every remote service a local stand-in.
 
-The session is built by `agent.build_session` with the real openai plugin (pointed at the
-OpenAI stand-in) and the call control talks to the LiveKit server stand-in through the
-real `livekit.api` client. What the caller hears is captured by a real-time audio sink.
+The session is built by `telephony.worker.session.build_session` with the real openai
+plugin (pointed at the OpenAI stand-in) and the call control talks to the LiveKit server
+stand-in through the real `livekit.api` client. What the caller hears is captured by a
+real-time audio sink.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from livekit import api
 from livekit.agents import AgentSession
 from livekit.agents.testing import fake_job_context
 
-import agent
-from telephony.call_context import CallContext
-from telephony.call_control import CallControl
-from telephony.call_state import CallState
-from telephony.dial_request import DialRequest
-from telephony.lifecycle import hang_up_when_session_closes
-from telephony.prompts import Prompts
-from telephony.settings import read_settings
-from tests.audio_sink import RealTimeAudioSink
-from tests.standins.livekit_server import LiveKitServerStandin
-from tests.standins.openai_server import OpenAIStandin
+from telephony.call.call_context import CallContext
+from telephony.call.call_control import CallControl
+from telephony.call.call_state import CallState
+from telephony.call.ending import hang_up_when_session_closes
+from telephony.devtools.bench.sink import RealTimeAudioSink
+from telephony.devtools.standins.livekit_server import LiveKitServerStandin
+from telephony.devtools.standins.openai_server import OpenAIStandin
+from telephony.domain.dial_request import DialRequest
+from telephony.domain.prompts import Prompts
+from telephony.domain.settings import read_settings
+from telephony.worker.session import TelephonyAgent, build_session, greet
 
 ROOM = "call-test-room"
 CALLER = "sip_+15105550123"
@@ -67,7 +68,7 @@ async def running_call(
 ) -> AsyncIterator[RunningCall]:
     settings = read_settings(
         {
-            # DEEPGRAM_BASE_URL: the stand-in conftest points every test at
+            # DEEPGRAM_BASE_URL: nowhere (conftest), or the stand-in if the test started it
             **os.environ,
             "OPENAI_API_KEY": "test",
             "OPENAI_BASE_URL": llm.base_url,
@@ -82,11 +83,11 @@ async def running_call(
     state = CallState(settings, Prompts.load(settings.prompts_dir), control, context, dial_request)
     try:
         with fake_job_context(job_metadata=""):
-            session = agent.build_session(state, vad=None)
+            session = build_session(state, vad=None)
             sink = RealTimeAudioSink(speed=audio_speed)
             session.output.audio = sink
-            hang_up_when_session_closes(session, control)
-            await session.start(agent.TelephonyAgent(state))
+            hang_up_when_session_closes(session, state.ending)
+            await session.start(TelephonyAgent(state, greet))
             try:
                 yield RunningCall(session, state, sink, livekit, llm)
             finally:

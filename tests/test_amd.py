@@ -3,7 +3,7 @@
 The callee is a `CallerAudio` (espeak-ng speech through a mu-law phone line, in real time)
 feeding the session as RoomIO would; silero VAD, the deepgram plugin (against its stand-in,
 which "hears" the scripted words in step with the audio) and the turn detector run for
-real, and so does the framework's AMD that `telephony.answering_machine` starts. The
+real, and so does the framework's AMD that `telephony.call.answering_machine` starts. The
 OpenAI stand-in plays the classifier: AMD asks the session's LLM to call
 `save_prediction(label=...)` (tool_choice="required"), and answers every other request
 (the agent's own turns) with a plain reply.
@@ -23,15 +23,15 @@ import pytest
 from livekit.agents import AMD
 from livekit.agents.voice.amd import AMDPredictionEvent
 
-from telephony import answering_machine
+from telephony.call import answering_machine
+from telephony.devtools.bench.caller import CallerAudio, Silence, Speech, tools_available
+from telephony.devtools.standins.livekit_server import RecordedRequest
+from telephony.devtools.standins.openai_server import LlmTurn, reply, respond, tool_call
+from telephony.domain.settings import read_settings
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.saving import close_stores, open_store
-from telephony.settings import read_settings
-from tests.audio_input import CallerAudio, Silence, Speech, tools_available
+from telephony.records.stores import close_stores, open_store
 from tests.flow import JobRun, job
 from tests.participants import make_participant
-from tests.standins.livekit_server import RecordedRequest
-from tests.standins.openai_server import LlmTurn, reply, respond, tool_call
 
 pytestmark = pytest.mark.skipif(
     not tools_available(), reason="needs espeak-ng and sox (apt-get install espeak-ng sox)"
@@ -383,7 +383,7 @@ async def test_a_person_who_answers_gets_the_conversation(
         assert run.sink.segments[0].started_at > callee.speech_ended_at
         # A person is never hung up on by the detector.
         assert livekit_server.calls("DeleteRoom") == []
-        assert run.state.ending is None
+        assert run.state.outcome is None
 
         callee.hang_up()
         run.caller_hangs_up()
@@ -422,7 +422,7 @@ async def test_classifier_in_doubt_keeps_the_call_going(
         assert await agent_speaks(run) == [AGENT_REPLY]
         call.assert_silent_until_verdict()
         assert livekit_server.calls("DeleteRoom") == []
-        assert run.state.ending is None
+        assert run.state.outcome is None
         callee.hang_up()
         run.caller_hangs_up()
         await run.end_job()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from telephony import cli
-from telephony.bench.call import Providers, SessionOptions, caller_script, turn_floor
-from telephony.bench.caller import Silence, Speech, tools_available
+from telephony import __main__ as cli
+from telephony.devtools.bench.call import Providers, SessionOptions, caller_script, turn_floor
+from telephony.devtools.bench.caller import Silence, Speech, tools_available
 
 FIGURES = ("greeting", "response", "overhead")
 
@@ -19,6 +19,7 @@ FIGURES = ("greeting", "response", "overhead")
 @pytest.mark.skipif(
     not tools_available(), reason="needs espeak-ng and sox (apt-get install espeak-ng sox)"
 )
+@pytest.mark.e2e
 def test_a_short_bench_run_measures_both_configurations_and_writes_the_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from telephony.business_hours import (
+from telephony.domain.business_hours import (
     Schedule,
     ScheduleError,
     business_schedule,
@@ -15,7 +15,7 @@ from telephony.business_hours import (
     check_business_hours_settings,
     load_holidays,
 )
-from telephony.settings import read_settings
+from telephony.domain.settings import read_settings
 
 NEW_YORK = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

@@ -5,9 +5,10 @@ moment later, saves the call's record (the room, the job metadata, an outcome ch
 number) into the real call records store, as the agent does. So dispatching, following calls
 by room, limits, retries and resuming are exercised as an operator runs them.
 
-Commands run in-process through `telephony.cli.main` in a thread (the stand-in serves on the
-test's event loop); one test runs the real `python -m telephony campaign` and interrupts it.
-The scheduling core also runs with a fake clock (calling hours) and fake dispatchers.
+Commands run in-process through `telephony.operator.cli.main` in a thread (the stand-in
+serves on the test's event loop); one test runs the real `python -m telephony campaign`
+and interrupts it. The scheduling core also runs with a fake clock (calling hours) and
+fake dispatchers.
 """
 
 from __future__ import annotations
@@ -30,21 +31,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from telephony.business_hours import Schedule
-from telephony.campaign import (
+from telephony.devtools.standins.livekit_server import (
+    LiveKitServerStandin,
+    RecordedRequest,
+    twirp_error,
+)
+from telephony.domain.business_hours import Schedule
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
+from telephony.operator.campaign import (
     CampaignOptions,
     CampaignRunner,
     CampaignState,
     Progress,
     read_campaign_file,
 )
-from telephony.cli import main
-from telephony.cli.campaign import ConsoleReporter
-from telephony.outbound_dispatch import CallResult, LiveKitDispatcher, RecordFinder
+from telephony.operator.cli import main
+from telephony.operator.cli.campaign import ConsoleReporter
+from telephony.operator.outbound_dispatch import CallResult, LiveKitDispatcher, RecordFinder
 from telephony.records.model import CallRecord, Outcome
 from telephony.records.store import CallStore, database_url
-from telephony.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
-from tests.standins.livekit_server import LiveKitServerStandin, RecordedRequest, twirp_error
 
 SIP_STATUS = {
     Outcome.BUSY: (486, "Busy Here"),
@@ -808,6 +813,7 @@ async def test_a_second_run_on_the_same_state_is_refused(
     assert livekit_server.requests == []
 
 
+@pytest.mark.e2e
 async def test_ctrl_c_stops_the_command_and_the_next_run_finishes(
     livekit_server: LiveKitServerStandin,
     capsys: pytest.CaptureFixture[str],

@@ -1,6 +1,6 @@
 """Who is on the line: SIP vs web vs agent participants, and their SIP attributes."""
 
-from telephony.call_context import call_context_from_participant
+from telephony.call.call_context import call_context_from_participant
 from tests.participants import INBOUND_SIP_ATTRIBUTES, STANDARD, make_participant
 
 

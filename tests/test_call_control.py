@@ -4,8 +4,8 @@ import pytest
 from livekit import api
 from livekit.protocol import sip
 
-from telephony.call_control import CallControl, DialOutcome, outcome_for_sip_status
-from tests.standins.livekit_server import sip_call_error, twirp_error
+from telephony.call.call_control import CallControl, DialOutcome, outcome_for_sip_status
+from telephony.devtools.standins.livekit_server import sip_call_error, twirp_error
 
 ROOM = "outbound-1234567890"
 

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-import agent
+from telephony.devtools.standins.openai_server import reply
+from telephony.domain.config import load_config
+from telephony.domain.settings import read_settings
 from telephony.records.model import Outcome
-from telephony.records.saving import close_stores, open_store
-from telephony.settings import read_settings
+from telephony.records.stores import close_stores, open_store
 from tests.flow import job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
-from tests.standins.openai_server import reply
 
 TIMEOUT = 15
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -80,7 +80,7 @@ async def test_during_opening_hours_the_normal_greeting(
     holidays.write_text("2001-01-01\n")
     env = {"BUSINESS_HOURS": "daily 00:00-24:00", "BUSINESS_HOLIDAYS_FILE": str(holidays)}
     async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
-        assert agent.load_config().business_hours is not None
+        assert load_config().business_hours is not None
         await inbound(run)
         assert spoken(openai_server).startswith("Thank you for calling our company. How can")
         assert run.state.after_hours is False

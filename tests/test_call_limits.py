@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from livekit.agents.voice.events import ConversationItemAddedEvent
 
-import agent
-from telephony.call_limits import CallLimits, user_away_timeout, watch_call_limits
+from telephony.call.call_limits import CallLimits, user_away_timeout, watch_call_limits
+from telephony.devtools.standins.openai_server import OpenAIStandin, reply, tool_call
+from telephony.domain.settings import read_settings
 from telephony.records.model import Outcome
-from telephony.settings import read_settings
+from telephony.worker.session import build_session
 from tests.harness import ROOM, RunningCall, running_call
-from tests.standins.openai_server import OpenAIStandin, reply, tool_call
 
 TIMEOUT = 15
 SILENCE = 0.6  # seconds; the harness plays audio 4x faster than real time
@@ -70,7 +70,7 @@ def test_away_timeout_follows_the_silence_setting():
 async def test_build_session_uses_the_silence_setting(livekit_server, openai_server):
     env = {"SILENCE_TIMEOUT_SECONDS": "7"}
     async with running_call(livekit_server, openai_server, env=env) as call:
-        session = agent.build_session(call.state, vad=None)
+        session = build_session(call.state, vad=None)
         assert session.options.user_away_timeout == 7
 
 
@@ -93,8 +93,8 @@ async def test_silent_caller_is_asked_once_then_hung_up_on(livekit_server, opena
         assert goodbye.duration == pytest.approx(expected, abs=0.05)
         assert not goodbye.interrupted
         assert goodbye.finished_at is not None and delete.received_at >= goodbye.finished_at
-        assert call.state.ending is Outcome.AGENT_ENDED
-        assert call.state.end_reason == "silence"
+        assert call.state.outcome is Outcome.AGENT_ENDED
+        assert call.state.ending.reason == "silence"
         # The LLM was never asked: the question and the goodbye are fixed texts.
         assert openai_server.chat_requests == []
 
@@ -119,7 +119,7 @@ async def test_caller_who_answers_the_question_is_not_hung_up_on(livekit_server,
             ]
         )
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
         # The LLM saw its own question before the caller's answer.
         messages = str(openai_server.chat_requests[-1].messages)
         assert messages.index(prompt(call, "still_there")) < messages.index("Yes, I'm here.")
@@ -153,8 +153,8 @@ async def test_time_limit_lets_the_reply_finish_then_says_goodbye(livekit_server
             openai_server.audio_duration_for(prompt(call, "time_limit_goodbye")), abs=0.05
         )
         assert delete.received_at >= goodbye.finished_at
-        assert call.state.ending is Outcome.AGENT_ENDED
-        assert call.state.end_reason == "time-limit"
+        assert call.state.outcome is Outcome.AGENT_ENDED
+        assert call.state.ending.reason == "time-limit"
 
 
 async def test_time_limit_counts_from_the_watch_and_ends_a_quiet_call(
@@ -171,7 +171,7 @@ async def test_time_limit_counts_from_the_watch_and_ends_a_quiet_call(
         assert goodbye.started_at >= started + 1.0
         assert delete.received_at >= goodbye.finished_at
         assert spoken(openai_server).endswith(prompt(call, "time_limit_goodbye"))
-        assert call.state.end_reason == "time-limit"
+        assert call.state.ending.reason == "time-limit"
 
 
 async def test_nothing_happens_with_both_limits_off(livekit_server, openai_server):
@@ -181,7 +181,7 @@ async def test_nothing_happens_with_both_limits_off(livekit_server, openai_serve
 
         assert spoken(openai_server) == prompt(call, "inbound_greeting")
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
         await limits.aclose()
 
 
@@ -203,8 +203,8 @@ async def test_call_ended_by_end_call_gets_no_time_limit_goodbye(livekit_server,
 
         assert spoken(openai_server) == f"{prompt(call, 'inbound_greeting')} {goodbye}"
         assert len(livekit_server.calls("DeleteRoom")) == 1
-        assert call.state.ending is Outcome.COMPLETED
-        assert call.state.end_reason == ""
+        assert call.state.outcome is Outcome.COMPLETED
+        assert call.state.ending.reason == ""
         await limits.aclose()
 
 
@@ -213,14 +213,14 @@ async def test_no_limit_acts_on_a_call_another_ending_is_closing(livekit_server,
     env = {"SILENCE_TIMEOUT_SECONDS": str(SILENCE), "MAX_CALL_DURATION_SECONDS": "0.5"}
     async with running_call(livekit_server, openai_server, env=env) as call:
         await asyncio.wait_for(call.sink.wait_for_segments(1), TIMEOUT)  # the greeting
-        call.state.ending = Outcome.TRANSFERRED
+        call.state.ending.claim(Outcome.TRANSFERRED)
         watch(call)
         await asyncio.sleep(2 * SILENCE + 1)
 
         assert spoken(openai_server) == prompt(call, "inbound_greeting")
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is Outcome.TRANSFERRED
-        assert call.state.end_reason == ""
+        assert call.state.outcome is Outcome.TRANSFERRED
+        assert call.state.ending.reason == ""
 
 
 async def test_watcher_stops_when_the_session_closes(livekit_server, openai_server):
@@ -234,4 +234,4 @@ async def test_watcher_stops_when_the_session_closes(livekit_server, openai_serv
         assert [t for t in asyncio.all_tasks() if t.get_name().startswith("call_limits")] == []
         assert prompt(call, "still_there") not in spoken(openai_server)
         assert prompt(call, "time_limit_goodbye") not in spoken(openai_server)
-        assert call.state.ending is None
+        assert call.state.outcome is None

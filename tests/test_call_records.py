@@ -8,14 +8,13 @@ import json
 import pytest
 from livekit import rtc
 
-import agent
+from telephony.devtools.standins.livekit_server import RecordedRequest, sip_call_error
+from telephony.devtools.standins.openai_server import reply, tool_call
+from telephony.domain.settings import read_settings
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.saving import close_stores, open_store
-from telephony.settings import read_settings
+from telephony.records.stores import close_stores, open_store
 from tests.flow import JobRun, job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
-from tests.standins.livekit_server import RecordedRequest, sip_call_error
-from tests.standins.openai_server import reply, tool_call
 
 TIMEOUT = 15
 # Answering-machine detection needs the callee's audio; these flows are text-only (see test_amd.py).
@@ -245,8 +244,8 @@ async def test_crash_in_the_call_flow(monkeypatch, livekit_server, openai_server
     def broken_session(*_args, **_kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(agent, "build_session", broken_session)
-    async with job(monkeypatch, livekit_server, openai_server) as run:
+    wiring = {"build_session": broken_session}
+    async with job(monkeypatch, livekit_server, openai_server, wiring=wiring) as run:
         run.room.add_participant(make_participant("sip_1", attributes=INBOUND_SIP_ATTRIBUTES))
         await run.end_job()
     record = the_record(run)

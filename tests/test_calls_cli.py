@@ -1,6 +1,6 @@
 """`python -m telephony calls ...` as an operator runs it, on SQLite and PostgreSQL.
 
-Commands run in-process through `telephony.cli.main` (fast); one test runs the real
+Commands run in-process through `telephony.operator.cli.main` (fast); one test runs the real
 `python -m telephony` to prove the module entry point. Times are shown in local time, so
 every test runs in a fixed zone two hours east of UTC (TZ=TST-2, no DST).
 """
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,12 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from telephony.cli import main
-from telephony.cli.metrics import percentile
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
+from telephony.operator.cli import calls as calls_command
+from telephony.operator.cli import main
+from telephony.operator.cli.metrics import percentile
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
 from telephony.records.saving import spool_path
 from telephony.records.store import CallStore
-from telephony.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
 
 LOCAL = timezone(timedelta(hours=2))
 TZ = "TST-2"  # POSIX: the zone TST is UTC+2
@@ -809,7 +809,7 @@ def test_deliver_retries_queued_deliveries(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Against deliver_pending's agreed signature; a fake stands in for the real module."""
+    """Against deliver_pending's signature; a fake stands in for the real one."""
     monkeypatch.setenv("CALL_WEBHOOK_URL", "https://hooks.example.com/calls")
     monkeypatch.setenv("CALL_WEBHOOK_SECRET", "s" * 32)
     seen: list[tuple[str, str, int]] = []
@@ -831,9 +831,7 @@ def test_deliver_retries_queued_deliveries(
             store.mark_delivered(record.record_id, at=time.time())
         return FakeReport(delivered=len(claimed), failed=0)
 
-    fake = types.ModuleType("telephony.records.webhook")
-    fake.deliver_pending = deliver_pending  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "telephony.records.webhook", fake)
+    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "10")
     assert result.code == 0, result.err
@@ -844,7 +842,7 @@ def test_deliver_retries_queued_deliveries(
     async def failing(store: CallStore, url: str, secret: str, **_: object) -> FakeReport:
         return FakeReport(delivered=0, failed=2)
 
-    fake.deliver_pending = failing  # type: ignore[attr-defined]
+    monkeypatch.setattr(calls_command, "deliver_pending", failing)
     result = run(capsys, "deliver")
     assert result.code == 1
     assert result.out.startswith("delivered 0, failed 2")
@@ -877,9 +875,7 @@ def test_deliver_sends_every_due_batch_up_to_the_limit(
         due -= sent
         return FakeReport(delivered=sent, failed=0)
 
-    fake = types.ModuleType("telephony.records.webhook")
-    fake.deliver_pending = deliver_pending  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "telephony.records.webhook", fake)
+    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "60")
     assert (result.code, result.out.strip(), batches) == (0, "delivered 60, failed 0", [50, 10])
@@ -969,6 +965,7 @@ def test_deliver_with_the_real_webhook_module(
 # ------------------------------------------------------------------ the real entry point
 
 
+@pytest.mark.e2e
 def test_python_dash_m_telephony_calls_list(database: str, record_store: CallStore) -> None:
     record_store.save(call_a())
     # Every setting present but empty: a developer's .env.local cannot leak in.

@@ -5,7 +5,12 @@ import os
 import subprocess
 import sys
 
-from telephony.settings import PROJECT_ROOT, SETTING_NAMES
+import pytest
+
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES
+
+# Each test starts the worker as a process: slow, run with `pytest -m e2e`.
+pytestmark = pytest.mark.e2e
 
 
 def run_agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from telephony.contacts import (
+from telephony.domain.contacts import (
     ContactsError,
     build_lookup,
     check_contacts_settings,
@@ -17,7 +17,7 @@ from telephony.contacts import (
     load_contacts,
     look_up_caller,
 )
-from telephony.settings import PROJECT_ROOT, Settings
+from telephony.domain.settings import PROJECT_ROOT, Settings
 
 ADA = "+15105550101"
 
@@ -332,7 +332,7 @@ async def test_a_lookup_that_raises_is_logged_with_the_number_masked(caplog):
     async def broken(number: str) -> dict[str, str]:
         raise ConnectionError(f"CRM down while looking up {number}")
 
-    with caplog.at_level(logging.WARNING, logger="telephony.contacts"):
+    with caplog.at_level(logging.WARNING, logger="telephony.domain.contacts"):
         assert await look_up_caller(broken, ADA) is None
     [record] = caplog.records
     assert record.levelno == logging.WARNING
@@ -354,7 +354,7 @@ async def test_a_lookup_that_hangs_times_out(caplog):
         return {"name": "never"}
 
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="telephony.contacts"):
+    with caplog.at_level(logging.WARNING, logger="telephony.domain.contacts"):
         assert await look_up_caller(hangs, ADA, timeout=0.2) is None
     elapsed = time.monotonic() - started
     assert 0.15 <= elapsed < 1.0
@@ -389,7 +389,7 @@ async def test_a_lookup_returning_something_else_gives_none(result, caplog):
     async def odd(number: str):
         return result
 
-    with caplog.at_level(logging.WARNING, logger="telephony.contacts"):
+    with caplog.at_level(logging.WARNING, logger="telephony.domain.contacts"):
         assert await look_up_caller(odd, ADA) is None  # type: ignore[arg-type]
     assert "not a mapping" in caplog.text
 

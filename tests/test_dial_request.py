@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from telephony.dial_request import (
+from telephony.domain.dial_request import (
     DialRequest,
     InvalidMetadata,
     parse_dial_request,

@@ -6,7 +6,8 @@ from google.protobuf import json_format
 from livekit import api
 
 import agent
-from telephony.settings import DEFAULT_AGENT_NAME, PROJECT_ROOT, agent_name_from_env
+from telephony.call import framework_compat as compat
+from telephony.domain.settings import DEFAULT_AGENT_NAME, PROJECT_ROOT, agent_name_from_env
 
 
 def _parse(name: str, message_type):
@@ -18,7 +19,9 @@ def test_dispatch_rule_parses_and_dispatches_this_worker():
     rule = request.dispatch_rule
     assert rule.rule.dispatch_rule_individual.room_prefix == "call-"
     # A mismatch here is the classic "calls ring and no agent joins".
-    assert [a.agent_name for a in rule.room_config.agents] == [agent.server._agent_name]
+    assert [a.agent_name for a in rule.room_config.agents] == [
+        compat.registered_agent_name(agent.server)
+    ]
 
 
 def test_worker_uses_the_default_agent_name_unless_configured(monkeypatch):

@@ -2,7 +2,7 @@
 
 Key presses are delivered the way LiveKit delivers them in production: as the room event
 "sip_dtmf_received" with an `rtc.SipDTMF`, on the job's room (the one `GetDtmfTask` and
-`telephony.dtmf.key_presses` listen to). Everything after that is the product's code,
+`telephony.call.keypad.key_presses` listen to). Everything after that is the product's code,
 against the local LiveKit and OpenAI stand-ins.
 """
 
@@ -19,22 +19,22 @@ from livekit import rtc
 from livekit.agents import get_job_context
 
 import tools.keypad
-from telephony.dtmf import (
+from telephony.call.keypad import attach_keypad
+from telephony.devtools.standins.livekit_server import sip_call_error
+from telephony.devtools.standins.openai_server import reply, tool_call
+from telephony.domain.keypad_menu import (
     DtmfMenu,
     MenuError,
     MenuOption,
-    attach_keypad,
     check_dtmf_settings,
     load_menu,
     menu_from_settings,
     parse_menu,
 )
+from telephony.domain.settings import PROJECT_ROOT, Settings
 from telephony.records.model import Outcome
-from telephony.settings import PROJECT_ROOT, Settings
 from tests.harness import CALLER, ROOM, running_call
 from tests.participants import make_participant
-from tests.standins.livekit_server import sip_call_error
-from tests.standins.openai_server import reply, tool_call
 
 TIMEOUT = 15
 EXAMPLE = PROJECT_ROOT / "dtmf-menu.example.json"
@@ -224,8 +224,8 @@ async def test_menu_key_transfers_after_the_announcement(livekit_server, openai_
         announcement = call.sink.segments[-1]
         assert announcement.finished_at is not None and not announcement.interrupted
         assert transfer.received_at >= announcement.finished_at
-        assert call.state.ending is Outcome.TRANSFERRED
-        assert call.state.transferred_to == "tel:+16285551111"
+        assert call.state.outcome is Outcome.TRANSFERRED
+        assert call.state.ending.transferred_to == "tel:+16285551111"
         await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
         assert openai_server.chat_requests == []
         assert len(livekit_server.calls("TransferSIPParticipant")) == 1
@@ -243,7 +243,7 @@ async def test_failed_menu_transfer_keeps_the_caller_and_the_llm_tells_them(
 
         assert "transferring you now" in spoken(openai_server)
         assert "The transfer did not go through" in str(openai_server.chat_requests[-1].messages)
-        assert call.state.ending is None
+        assert call.state.outcome is None
         await asyncio.sleep(0.3)
         assert livekit_server.calls("DeleteRoom") == []
 
@@ -263,7 +263,7 @@ async def test_menu_transfer_not_possible_on_this_call_is_left_to_the_llm(
         assert request.last_user_text == "[The caller pressed 0 on the keypad]"
         assert "which should transfer them to 'default'" in str(request.messages)
         assert livekit_server.calls("TransferSIPParticipant") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
 
 
 async def test_key_not_in_the_menu_reaches_the_llm(livekit_server, openai_server, menu_env):

@@ -13,13 +13,14 @@ import pytest
 from dotenv import dotenv_values
 from livekit.plugins import openai
 
-from telephony import models
-from telephony.env_files import load_env_files, unknown_variables
-from telephony.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
-from telephony.worker_cli import startup_problems
+from telephony.call import models
+from telephony.call.framework_compat import openai_client, plugin_endpoint
+from telephony.devtools.standins.openai_server import reply
+from telephony.domain.env_files import load_env_files, unknown_variables
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
+from telephony.worker.worker_cli import startup_problems
 from tests.flow import job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
-from tests.standins.openai_server import reply
 
 # What a user fills in after `cp .env.example .env.local`: the five required values only.
 USER_KEYS = {
@@ -56,9 +57,9 @@ def test_env_example_copied_as_is_points_every_model_at_the_real_providers(
     load_env_files(tmp_path, clean_environ)
     call_models = models.build_models(read_settings(clean_environ).models)
 
-    assert str(call_models.llm._client.base_url) == "https://api.openai.com/v1/"
-    assert str(call_models.tts._client.base_url) == "https://api.openai.com/v1/"
-    assert call_models.stt._opts.endpoint_url == "https://api.deepgram.com/v1/listen"
+    assert plugin_endpoint(call_models.llm) == "https://api.openai.com/v1/"
+    assert plugin_endpoint(call_models.tts) == "https://api.openai.com/v1/"
+    assert plugin_endpoint(call_models.stt) == "https://api.deepgram.com/v1/listen"
     assert read_settings(clean_environ).missing_for("start") == []
 
 
@@ -70,8 +71,8 @@ def test_env_example_with_deepgram_speech_points_the_tts_at_deepgram(
     load_env_files(tmp_path, clean_environ)
     call_models = models.build_models(read_settings(clean_environ).models)
 
-    assert call_models.tts._opts.base_url == "https://api.deepgram.com/v1/speak"
-    assert str(call_models.llm._client.base_url) == "https://api.openai.com/v1/"
+    assert plugin_endpoint(call_models.tts) == "https://api.deepgram.com/v1/speak"
+    assert plugin_endpoint(call_models.llm) == "https://api.openai.com/v1/"
 
 
 def test_a_variable_blanked_in_the_environment_means_the_default_not_the_files_value(
@@ -99,7 +100,7 @@ def test_an_empty_library_variable_never_reaches_the_library(
     load_env_files(tmp_path)
 
     assert "OPENAI_BASE_URL" not in os.environ and "OPENAI_ORG_ID" not in os.environ
-    client = openai.LLM(api_key="x")._client
+    client = openai_client(openai.LLM(api_key="x"))
     assert str(client.base_url) == "https://api.openai.com/v1/"
     assert client.organization is None
 

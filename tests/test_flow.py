@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
-import agent
-from telephony.greeting_audio import GreetingAudioCache
+import telephony.worker.job
+from telephony.call.greeting_audio import GreetingAudioCache
+from telephony.devtools.standins.livekit_server import RecordedRequest, sip_call_error
+from telephony.devtools.standins.openai_server import reply
 from tests.flow import job
 from tests.participants import AGENT, INBOUND_SIP_ATTRIBUTES, STANDARD, make_participant
-from tests.standins.livekit_server import RecordedRequest, sip_call_error
-from tests.standins.openai_server import reply
 
 TIMEOUT = 15
 # Answering-machine detection needs the callee's audio; these flows are text-only (see test_amd.py).
@@ -164,7 +164,7 @@ async def test_other_agents_are_not_callers_and_an_empty_room_ends_the_job(
 async def test_console_mode_does_not_wait_for_a_participant(
     monkeypatch, livekit_server, openai_server
 ):
-    monkeypatch.setattr(agent, "is_console_mode", lambda: True)
+    monkeypatch.setattr(telephony.worker.job, "is_console_mode", lambda: True)
     async with job(monkeypatch, livekit_server, openai_server) as run:
         await run.wait_until_done(timeout=5)
         await wait_for_speech(run)
@@ -317,8 +317,8 @@ async def test_a_crash_in_the_call_flow_hangs_up_instead_of_leaving_silence(
     def broken_session(*_args, **_kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(agent, "build_session", broken_session)
-    async with job(monkeypatch, livekit_server, openai_server) as run:
+    wiring = {"build_session": broken_session}
+    async with job(monkeypatch, livekit_server, openai_server, wiring=wiring) as run:
         run.room.add_participant(make_participant("sip_1", attributes=INBOUND_SIP_ATTRIBUTES))
         await run.wait_until_done()
         (delete,) = livekit_server.calls("DeleteRoom")

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from livekit import rtc
 
-from telephony.greeting_audio import (
+from telephony.call.greeting_audio import (
     CachedAudio,
     GreetingAudioCache,
     greeting_key,
     tts_voice_identity,
 )
-from telephony.settings import PROJECT_ROOT, ModelSettings, read_settings
+from telephony.domain.settings import PROJECT_ROOT, ModelSettings, read_settings
 
 TEXT = "Thank you for calling Acme. How can I help you today?"
 VOICE = "openai/gpt-4o-mini-tts/ash"
 KEY = greeting_key(TEXT, VOICE)
-LOGGER = "telephony.greeting_audio"
+LOGGER = "telephony.call.greeting_audio"
 
 
 def tts_frames(
@@ -368,7 +368,7 @@ async def test_a_failed_write_leaves_no_temporary_file(
     def disk_full(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("telephony.greeting_audio.os.replace", disk_full)
+    monkeypatch.setattr("telephony.call.greeting_audio.os.replace", disk_full)
     cache = GreetingAudioCache(tmp_path)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         await capture_all(cache, KEY, tts_frames())

@@ -15,14 +15,14 @@ from google.rpc import status_pb2
 from livekit import api
 from livekit.protocol import agent_dispatch, room, sip
 
-from tests.standins.fixtures import livekit_server  # noqa: F401
-from tests.standins.livekit_server import (
+from telephony.devtools.standins.livekit_server import (
     LiveKitServerStandin,
     RecordedRequest,
     delay,
     sip_call_error,
     twirp_error,
 )
+from tests.standins.fixtures import livekit_server  # noqa: F401
 
 SIP_TWIRP = "/twirp/livekit.SIP"
 

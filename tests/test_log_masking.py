@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from telephony.log_masking import PhoneNumberFilter, install_phone_masking, mask_numbers_in
+from telephony.domain.log_masking import PhoneNumberFilter, install_phone_masking, mask_numbers_in
 
 
 @pytest.mark.parametrize(

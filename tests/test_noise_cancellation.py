@@ -7,8 +7,9 @@ import types
 import pytest
 from livekit import api
 
-from telephony import noise_cancellation as nc
-from telephony.settings import read_settings
+from telephony.call import noise_cancellation as nc
+from telephony.domain import settings_checks as checks
+from telephony.domain.settings import read_settings
 from tests.harness import inbound_context
 
 
@@ -17,7 +18,7 @@ def bvc(monkeypatch):
     """A stand-in for the optional plugin module: the real one needs LiveKit Cloud."""
     module = types.ModuleType("livekit.plugins.noise_cancellation")
     module.BVCTelephony = lambda: "BVCTelephony()"
-    monkeypatch.setitem(sys.modules, nc.PLUGIN, module)
+    monkeypatch.setitem(sys.modules, checks.NOISE_CANCELLATION_PLUGIN, module)
     import livekit.plugins
 
     monkeypatch.setattr(livekit.plugins, "noise_cancellation", module, raising=False)
@@ -83,7 +84,7 @@ async def test_outbound_and_web_calls(bvc):
 
 
 def test_missing_plugin_is_a_start_up_problem(monkeypatch):
-    monkeypatch.setattr(nc.importlib.util, "find_spec", lambda name: None)
-    (problem,) = nc.check_noise_cancellation_settings(_settings("bvc-telephony"))
+    monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: None)
+    (problem,) = checks.check_noise_cancellation_settings(_settings("bvc-telephony"))
     assert "uv sync --extra noise-cancellation" in problem
-    assert nc.check_noise_cancellation_settings(_settings("off")) == []
+    assert checks.check_noise_cancellation_settings(_settings("off")) == []

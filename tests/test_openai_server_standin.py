@@ -13,7 +13,7 @@ from livekit.agents import (
     llm,
 )
 
-from tests.standins.openai_server import (
+from telephony.devtools.standins.openai_server import (
     SAMPLE_RATE,
     OpenAIStandin,
     http_error,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from telephony import provisioning
-from telephony.cli import main
+from telephony.operator import provisioning
+from telephony.operator.cli import main
 
 SECONDS = "1"  # --request-timeout: short, and far from the 100-200 s the commands used to hang
 BOUND = 10.0  # what each command may take in all, start-up included

@@ -1,4 +1,4 @@
-from telephony.phone_numbers import is_e164, mask_number
+from telephony.domain.phone_numbers import is_e164, mask_number
 
 
 def test_e164():

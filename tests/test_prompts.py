@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from telephony.prompts import PLACEHOLDERS, PROMPT_NAMES, PromptError, Prompts
-from telephony.settings import PROJECT_ROOT
+from telephony.domain.prompts import PLACEHOLDERS, PROMPT_NAMES, PromptError, Prompts
+from telephony.domain.settings import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "prompts"
 

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 from livekit.agents import llm
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
-from telephony.call_control import DialOutcome, DialResult
+from telephony.call.call_control import CallControl, DialOutcome, DialResult
+from telephony.call.ending import CallEnding
+from telephony.call.recorder import CallRecorder, _latencies
 from telephony.records.model import Outcome
-from telephony.records.recorder import CallRecorder, _latencies
 
 
 def _recorder() -> CallRecorder:
@@ -44,24 +45,38 @@ def test_latency_pairs_each_reply_with_the_user_turn_it_answered():
 
 def test_the_flows_own_outcome_wins_over_the_session_close():
     recorder = _recorder()
+    ending = CallEnding(CallControl(None, "call-1"))
+    recorder.follow(ending)
     recorder.dial_failed(DialResult(DialOutcome.BUSY, "sip-1", sip_status_code=486))
+    ending.claim(Outcome.BUSY, error="486 Busy Here")
     recorder._on_close(CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))
-    assert recorder.finish().outcome is Outcome.BUSY
+    record = recorder.finish()
+    assert (record.outcome, record.sip_status_code, record.error) == (
+        Outcome.BUSY,
+        486,
+        "486 Busy Here",
+    )
 
 
 def test_a_tool_ending_wins_over_the_caller_leaving_afterwards():
     recorder = _recorder()
+    ending = CallEnding(CallControl(None, "call-1"))
+    recorder.follow(ending)
     recorder.answered()
+    ending.claim(Outcome.TRANSFERRED, transferred_to="tel:+16285551111")
     recorder._on_close(CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))
-    state = SimpleNamespace(
-        ending=Outcome.TRANSFERRED,
-        transferred_to="tel:+16285551111",
-        end_reason="",
-        amd_verdict="",
-        after_hours=False,
-    )
+    state = SimpleNamespace(amd_verdict="", after_hours=False)
     record = recorder.finish(state)
     assert record.outcome is Outcome.TRANSFERRED and record.transfer_to == "tel:+16285551111"
+
+
+def test_the_first_ending_is_the_one_recorded_and_a_crash_overrides_it():
+    ending = CallEnding(CallControl(None, "call-1"))
+    assert ending.claim(Outcome.AGENT_ENDED, "time-limit")
+    assert not ending.claim(Outcome.COMPLETED)  # a goodbye racing the time limit
+    assert (ending.outcome, ending.reason) == (Outcome.AGENT_ENDED, "time-limit")
+    assert ending.claim(Outcome.FAILED, error="RuntimeError: bug")
+    assert (ending.outcome, ending.error) == (Outcome.FAILED, "RuntimeError: bug")
 
 
 def test_caller_leaving_is_a_hang_up_and_a_closed_session_is_agent_ended():

@@ -2,14 +2,14 @@
 
 import pytest
 
-from telephony.phone_numbers import InvalidDestination
-from telephony.settings import (
+from telephony.domain.phone_numbers import InvalidDestination
+from telephony.domain.settings import (
     DEFAULT_AGENT_NAME,
     SettingsError,
     parse_transfer_destinations,
     read_settings,
 )
-from telephony.worker_cli import startup_problems
+from telephony.worker.worker_cli import startup_problems
 
 COMPLETE = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -122,7 +122,7 @@ def test_secrets_do_not_appear_in_repr():
 
 
 def test_every_setting_is_documented_in_env_example_and_the_readme():
-    from telephony.settings import PROJECT_ROOT, SETTING_NAMES
+    from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES
 
     example = (PROJECT_ROOT / ".env.example").read_text()
     readme = (PROJECT_ROOT / "README.md").read_text()
@@ -134,7 +134,7 @@ def test_every_setting_is_documented_in_env_example_and_the_readme():
 def test_env_example_is_a_valid_configuration():
     from dotenv import dotenv_values
 
-    from telephony.settings import PROJECT_ROOT
+    from telephony.domain.settings import PROJECT_ROOT
 
     values = {k: v or "" for k, v in dotenv_values(PROJECT_ROOT / ".env.example").items()}
     read_settings(values)  # raises with every problem if the example is broken

@@ -1,6 +1,6 @@
 """`python -m telephony setup` and `status` against the LiveKit stand-in.
 
-The commands run in-process through `telephony.cli.main` (in a thread: they run their own
+The commands run in-process through `telephony.operator.cli.main` (in a thread: they run their own
 event loop, the stand-in serves on the test's); what they sent is checked as the stand-in
 received it. Each test works on copies of the project's `lk` files in its own folder.
 """
@@ -19,12 +19,12 @@ import pytest
 from google.protobuf import json_format
 from livekit import api
 
-from telephony import provisioning
-from telephony.cli import main
-from telephony.settings import DEFAULT_AGENT_NAME, PROJECT_ROOT
-from tests.standins.deepgram_server import DeepgramStandin
-from tests.standins.livekit_server import LiveKitServerStandin, twirp_error
-from tests.standins.openai_server import OpenAIStandin
+from telephony.devtools.standins.deepgram_server import DeepgramStandin
+from telephony.devtools.standins.livekit_server import LiveKitServerStandin, twirp_error
+from telephony.devtools.standins.openai_server import OpenAIStandin
+from telephony.domain.settings import DEFAULT_AGENT_NAME, PROJECT_ROOT
+from telephony.operator import provisioning
+from telephony.operator.cli import main
 
 WRITES = (
     "CreateSIPInboundTrunk",
@@ -457,6 +457,7 @@ async def healthy(server: LiveKitServerStandin, cli, monkeypatch) -> None:
     monkeypatch.setenv("SIP_OUTBOUND_TRUNK_ID", outbound_id)
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_of_a_healthy_setup(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -477,6 +478,7 @@ async def test_status_of_a_healthy_setup(
         assert secret not in result.text
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_refuses_trunks_on_the_server_that_hold_the_shipped_example_values(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -508,6 +510,7 @@ async def test_status_refuses_trunks_on_the_server_that_hold_the_shipped_example
     assert "answers +15105550100" not in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_doctor_is_status(livekit_server: LiveKitServerStandin, files, cli, monkeypatch):
     await healthy(livekit_server, cli, monkeypatch)
     status, doctor = await cli("status"), await cli("doctor")
@@ -515,6 +518,7 @@ async def test_doctor_is_status(livekit_server: LiveKitServerStandin, files, cli
     assert doctor.out == status.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_without_a_rule_for_this_agent(
     livekit_server: LiveKitServerStandin, files, cli
 ):
@@ -534,6 +538,7 @@ async def test_status_without_a_rule_for_this_agent(
     assert "1 problem" in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_a_rule_for_another_agent(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -550,6 +555,7 @@ async def test_status_with_a_rule_for_another_agent(
     assert "LIVEKIT_AGENT_NAME=my-telephony-agent" in problems[1]
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_an_outbound_trunk_id_that_does_not_exist(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -563,6 +569,7 @@ async def test_status_with_an_outbound_trunk_id_that_does_not_exist(
     assert "SIP_OUTBOUND_TRUNK_ID=ST_doesnotexist: no such outbound trunk" in line
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_the_inbound_trunk_id_as_outbound(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -574,6 +581,7 @@ async def test_status_with_the_inbound_trunk_id_as_outbound(
     assert f"SIP_OUTBOUND_TRUNK_ID={inbound_id} is the inbound trunk" in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_trunks_without_numbers(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -592,6 +600,7 @@ async def test_status_with_trunks_without_numbers(
     assert "has no phone numbers" in problems[1]
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_notes_an_unset_outbound_trunk_id(
     livekit_server: LiveKitServerStandin, files, cli
 ):
@@ -604,6 +613,7 @@ async def test_status_notes_an_unset_outbound_trunk_id(
     assert "all checks passed, 1 note" in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_notes_stacked_noise_filters(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -616,6 +626,7 @@ async def test_status_notes_stacked_noise_filters(
     assert "NOISE_CANCELLATION=bvc-telephony" in line
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_a_wrong_secret(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -634,6 +645,7 @@ async def test_status_with_a_wrong_secret(
     assert not livekit_server.requests  # refused before it was recorded
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_when_the_server_fails(livekit_server: LiveKitServerStandin, files, cli):
     livekit_server.script("ListSIPInboundTrunk", twirp_error("unavailable", "overloaded"))
     result = await cli("status")
@@ -645,6 +657,7 @@ async def test_status_when_the_server_fails(livekit_server: LiveKitServerStandin
     ]
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_with_an_unreachable_server(files, cli, monkeypatch):
     url = f"ws://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("LIVEKIT_URL", url)
@@ -660,6 +673,7 @@ async def test_status_with_an_unreachable_server(files, cli, monkeypatch):
     ]
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_without_settings_lists_them_and_skips_the_server(cli, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     result = await cli("status")
@@ -669,12 +683,14 @@ async def test_status_without_settings_lists_them_and_skips_the_server(cli, monk
     assert "not checked: needs a valid LIVEKIT_URL" in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_rejects_arguments(cli):
     result = await cli("status", "--verbose")
     assert result.code == 2
     assert "unrecognized arguments: --verbose" in result.err
 
 
+@pytest.mark.e2e
 def test_status_help_from_the_module_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "telephony", "status", "--help"],
@@ -721,6 +737,7 @@ def test_the_legacy_flat_rule_file_is_read(tmp_path):
 # ------------------------------------------------------------------ provider keys
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_confirms_each_provider_key_with_its_provider(
     livekit_server: LiveKitServerStandin, files, cli, monkeypatch
 ):
@@ -756,6 +773,7 @@ async def test_status_reports_a_key_its_provider_refuses(
     assert "revoked-key" not in result.out
 
 
+@pytest.mark.usefixtures("deepgram_server")
 async def test_status_refuses_the_shipped_placeholder_keys_without_asking_anyone(
     livekit_server: LiveKitServerStandin, openai_server: OpenAIStandin, files, cli, monkeypatch
 ):

@@ -8,11 +8,11 @@ import asyncio
 
 import pytest
 
-from telephony.dial_request import DialRequest
+from telephony.devtools.standins.livekit_server import sip_call_error, twirp_error
+from telephony.devtools.standins.openai_server import reply, tool_call
+from telephony.domain.dial_request import DialRequest
 from telephony.records.model import Outcome
 from tests.harness import CALLER, ROOM, inbound_context, running_call
-from tests.standins.livekit_server import sip_call_error, twirp_error
-from tests.standins.openai_server import reply, tool_call
 
 SALES = {"TRANSFER_DESTINATIONS": "sales=tel:+16285551111,support=sip:support@pbx.example.com"}
 TIMEOUT = 15
@@ -37,7 +37,7 @@ async def test_end_call_hangs_up_only_after_the_goodbye_has_played(livekit_serve
         assert goodbye.duration == pytest.approx(expected, abs=0.05)
         assert not goodbye.interrupted
         assert goodbye.finished_at is not None and delete.received_at >= goodbye.finished_at
-        assert call.state.ending is Outcome.COMPLETED
+        assert call.state.outcome is Outcome.COMPLETED
 
 
 async def test_transfer_announces_then_refers_to_the_configured_destination(
@@ -55,7 +55,7 @@ async def test_transfer_announces_then_refers_to_the_configured_destination(
         assert "transferring you now" in spoken(openai_server)
         assert announcement.finished_at is not None
         assert transfer.received_at >= announcement.finished_at
-        assert call.state.ending is Outcome.TRANSFERRED
+        assert call.state.outcome is Outcome.TRANSFERRED
         # The caller left with the REFER; the agent's room is cleaned up.
         await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
 
@@ -112,7 +112,7 @@ async def test_failed_transfer_keeps_the_caller_and_tells_them(
         assert "transfer didn't go through" in spoken(openai_server)
         await asyncio.sleep(0.5)
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
 
 
 async def test_llm_cannot_transfer_to_a_number_it_made_up(livekit_server, openai_server):
@@ -158,6 +158,6 @@ async def test_voicemail_leaves_the_message_then_hangs_up(livekit_server, openai
         played = sum(s.duration for s in call.sink.segments)
         assert played == pytest.approx(openai_server.audio_duration_for(message), abs=0.2)
         assert delete.received_at >= call.sink.segments[-1].finished_at
-        assert call.state.ending is Outcome.VOICEMAIL
+        assert call.state.outcome is Outcome.VOICEMAIL
         # The LLM was asked once (the tool call); nothing was generated after the message.
         assert len(openai_server.chat_requests) == 1

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-import agent
-from telephony.call_context import CallContext
-from telephony.call_control import CallControl
-from telephony.call_state import CallState
-from telephony.prompts import Prompts
-from telephony.settings import read_settings
-from tests.audio_input import CallerAudio, Silence, Speech, tools_available
+from telephony.call.call_context import CallContext
+from telephony.call.call_control import CallControl
+from telephony.call.call_state import CallState
+from telephony.devtools.bench.caller import CallerAudio, Silence, Speech, tools_available
+from telephony.devtools.standins.openai_server import reply
+from telephony.domain.prompts import Prompts
+from telephony.domain.settings import read_settings
+from telephony.worker.session import build_session
 from tests.flow import job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
-from tests.standins.openai_server import reply
 
 KEYS = {"OPENAI_API_KEY": "sk-test", "DEEPGRAM_API_KEY": "dg-test"}
 
@@ -31,11 +31,11 @@ def session_for(env: dict[str, str]):
     state = CallState(
         settings, Prompts.load(settings.prompts_dir), CallControl(None, "call-1"), context
     )
-    return agent.build_session(state, vad=None)
+    return build_session(state, vad=None)
 
 
 @pytest.mark.parametrize("dev_mode", ["1", ""])
-def test_the_local_end_of_turn_model_and_vad_interruptions_by_default(monkeypatch, dev_mode):
+async def test_the_local_end_of_turn_model_and_vad_interruptions_by_default(monkeypatch, dev_mode):
     # `python agent.py dev` sets LIVEKIT_DEV_MODE=1, where the framework would go to the cloud.
     monkeypatch.setenv("LIVEKIT_DEV_MODE", dev_mode)
     monkeypatch.setenv("LIVEKIT_API_KEY", "APIkey")
@@ -47,7 +47,7 @@ def test_the_local_end_of_turn_model_and_vad_interruptions_by_default(monkeypatc
     assert session.interruption_detection == "vad"
 
 
-def test_the_cloud_models_when_the_settings_ask_for_them(monkeypatch):
+async def test_the_cloud_models_when_the_settings_ask_for_them(monkeypatch):
     monkeypatch.setenv("LIVEKIT_API_KEY", "APIkey")
     monkeypatch.setenv("LIVEKIT_API_SECRET", "secret")
 

@@ -36,11 +36,12 @@ from livekit.agents.beta.workflows import WarmTransferTask
 from livekit.agents.utils import http_context
 from livekit.agents.voice.background_audio import BackgroundAudioPlayer
 
-from telephony.call_limits import watch_call_limits
+from telephony.call import framework_compat as compat
+from telephony.call.call_limits import watch_call_limits
+from telephony.devtools.standins.livekit_server import delay, sip_call_error, twirp_error
+from telephony.devtools.standins.openai_server import reply, tool_call
 from telephony.records.model import Outcome
 from tests.harness import ROOM, RunningCall, running_call
-from tests.standins.livekit_server import delay, sip_call_error, twirp_error
-from tests.standins.openai_server import reply, tool_call
 from tools.warm_transfer import WarmTransfer, warm_transfer_call
 
 WARM = {
@@ -88,7 +89,7 @@ async def warm_call(livekit_server, openai_server, env=WARM) -> AsyncIterator[Ru
         running_call(livekit_server, openai_server, env=env) as call,
     ):
         # The harness's job room is never connected; give it the call's name.
-        get_job_context().room._info.name = ROOM
+        compat.set_room_name(get_job_context().room, ROOM)
         agent = call.session.current_agent
         await agent.update_tools([*agent.tools, warm_transfer_call])
         yield call
@@ -102,7 +103,7 @@ class ConsultationLine:
 
     def __init__(self, room_name: str) -> None:
         room = rtc.Room()
-        room._info.name = room_name
+        compat.set_room_name(room, room_name)
         self.room_io = SimpleNamespace(room=room)
         self.hung_up = False
 
@@ -204,7 +205,7 @@ async def test_person_unreachable_caller_gets_the_agent_back(
 
         # No hang-up: the caller's room stays, the session goes on with the agent.
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
         assert type(call.session.current_agent).__name__ == "TelephonyAgent"
         await asyncio.wait_for(call.session.run(user_input="Yes, please."), TIMEOUT)
         assert spoken(openai_server)[-1] == "Of course, go ahead."
@@ -241,7 +242,7 @@ async def test_person_answers_and_accepts_caller_is_moved_in(
         run = asyncio.ensure_future(call.session.run(user_input="Yes, connect me."))
         await livekit_server.wait_for("CreateSIPParticipant", timeout=TIMEOUT)
         task = await eventually(lambda: _briefing(call))
-        assert task._hold_audio_handle is not None and not task._hold_audio_handle.done()
+        assert task.hold_music is not None and not task.hold_music.done()
         # What the briefing session tells the person: the call so far, and who is calling.
         briefing = str(task.instructions)
         assert "Assistant: Thank you for calling our company." in briefing
@@ -251,13 +252,13 @@ async def test_person_answers_and_accepts_caller_is_moved_in(
         # The briefed person says "put them through": the briefing LLM calls this tool.
         await task.connect_to_caller()
         await asyncio.wait_for(run, TIMEOUT)
-        await eventually(lambda: call.state.ending is Outcome.TRANSFERRED)
+        await eventually(lambda: call.state.outcome is Outcome.TRANSFERRED)
 
         (move,) = livekit_server.calls("MoveParticipant")
         assert move.request.room == CONSULTATION_ROOM
         assert move.request.identity == HUMAN
         assert move.request.destination_room == ROOM
-        assert call.state.transferred_to == "tel:+16285551111"
+        assert call.state.ending.transferred_to == "tel:+16285551111"
         # The agent steps aside but stays: closing the session would delete the room.
         await asyncio.sleep(0.3)
         assert livekit_server.calls("DeleteRoom") == []
@@ -275,7 +276,7 @@ async def test_person_declines_after_the_briefing(livekit_server, openai_server,
     async with warm_call(livekit_server, openai_server) as call:
         run = asyncio.ensure_future(call.session.run(user_input="Yes."))
         task = await eventually(lambda: _briefing(call))
-        line = task._human_agent_sess
+        line = task.consultation_session
 
         await task.decline_transfer(reason="in a meeting")
         await finish(run)
@@ -285,7 +286,7 @@ async def test_person_declines_after_the_briefing(livekit_server, openai_server,
         assert "did not go through" in str(openai_server.chat_requests[-1].messages)
         assert livekit_server.calls("MoveParticipant") == []
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
 
 
 async def test_move_fails_off_livekit_cloud_caller_is_told(
@@ -300,7 +301,7 @@ async def test_move_fails_off_livekit_cloud_caller_is_told(
     async with warm_call(livekit_server, openai_server) as call:
         run = asyncio.ensure_future(call.session.run(user_input="Yes."))
         task = await eventually(lambda: _briefing(call))
-        line = task._human_agent_sess
+        line = task.consultation_session
 
         with pytest.raises(api.TwirpError) as refused:
             await task.connect_to_caller()
@@ -309,7 +310,7 @@ async def test_move_fails_off_livekit_cloud_caller_is_told(
         await eventually(lambda: "couldn't connect you" in " ".join(spoken(openai_server)))
 
         assert line.hung_up
-        assert call.state.ending is None
+        assert call.state.outcome is None
         assert livekit_server.calls("DeleteRoom") == []
 
 
@@ -321,15 +322,15 @@ async def test_caller_hangs_up_on_hold_the_person_is_hung_up_on(
     async with warm_call(livekit_server, openai_server) as call:
         run = asyncio.ensure_future(call.session.run(user_input="Yes."))
         task = await eventually(lambda: _briefing(call))
-        line = task._human_agent_sess
+        line = task.consultation_session
 
         # What the room does when the caller's phone leg goes away.
         await call.session.aclose()
         await asyncio.wait_for(asyncio.gather(run, return_exceptions=True), TIMEOUT)
 
         assert line.hung_up
-        assert task._hold_audio_handle is None
-        assert call.state.ending is None
+        assert task.hold_music is None
+        assert call.state.outcome is None
         # The hold-music player is closed: nothing more reaches the (gone) caller's room.
         sent = len(hold_line.frames)
         await asyncio.sleep(0.5)
@@ -354,7 +355,7 @@ async def test_silence_limit_does_not_hang_up_on_a_caller_on_hold(
         hold_prompt = call.state.render("warm_transfer_hold")
         assert spoken(openai_server)[-2:] == [hold_prompt, "Sorry, nobody picked up."]
         assert livekit_server.calls("DeleteRoom") == []
-        assert call.state.ending is None
+        assert call.state.outcome is None
 
 
 async def test_a_task_that_cannot_start_does_not_leave_the_caller_on_hold(
@@ -369,7 +370,7 @@ async def test_a_task_that_cannot_start_does_not_leave_the_caller_on_hold(
         await finish(call.session.run(user_input="Yes."))
         await eventually(lambda: "couldn't reach anyone" in " ".join(spoken(openai_server)))
         assert type(call.session.current_agent).__name__ == "TelephonyAgent"
-        assert call.state.ending is None
+        assert call.state.outcome is None
     assert livekit_server.calls("CreateSIPParticipant") == []
 
 
@@ -401,7 +402,7 @@ async def test_refused_destinations_dial_nothing(
     )
     async with warm_call(livekit_server, openai_server, env=env) as call:
         await asyncio.wait_for(call.session.run(user_input="Transfer me."), TIMEOUT)
-        assert call.state.ending is None
+        assert call.state.outcome is None
         assert livekit_server.calls("DeleteRoom") == []
     assert told in str(openai_server.chat_requests[-1].messages)
     assert livekit_server.calls("CreateSIPParticipant") == []
@@ -413,6 +414,6 @@ async def test_refused_destinations_dial_nothing(
 def _briefing(call: RunningCall) -> WarmTransfer | None:
     """The warm transfer under way, once the person has answered and is being briefed."""
     task = call.session.current_agent
-    if isinstance(task, WarmTransfer) and task._human_agent_sess is not None:
+    if isinstance(task, WarmTransfer) and task.consultation_session is not None:
         return task
     return None

@@ -22,10 +22,12 @@ import pytest_asyncio
 from aiohttp import web
 
 import agent
+from telephony.devtools.standins.openai_server import reply, tool_call
+from telephony.domain.settings import read_settings
 from telephony.records import webhook
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn
-from telephony.records.saving import close_stores, open_store
 from telephony.records.store import CallStore, StoreError
+from telephony.records.stores import close_stores, open_store
 from telephony.records.webhook import (
     DeliveryReport,
     deliver_after_call,
@@ -37,11 +39,9 @@ from telephony.records.webhook import (
     start_background_delivery,
     verify,
 )
-from telephony.settings import read_settings
 from tests.flow import job
 from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
 from tests.record_fixtures import make_record
-from tests.standins.openai_server import reply, tool_call
 
 SECRET = "whsec-test-0123456789abcdef"
 TIMEOUT = 15

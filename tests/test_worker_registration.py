@@ -41,14 +41,17 @@ from google.protobuf import json_format
 from livekit import api
 from livekit.protocol import agent
 
-from telephony.settings import PROJECT_ROOT, SETTING_NAMES
-from telephony.worker_cli import EXIT_WORKER_FAILED
-from tests.standins.worker_server import (
+from telephony.devtools.standins.worker_server import (
     ConnectionRejected,
     NoWorkerAvailable,
     RecordedRegistration,
     WorkerServerStandin,
 )
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES
+from telephony.worker.worker_cli import EXIT_WORKER_FAILED
+
+# Each test starts the worker as a process: slow, run with `pytest -m e2e`.
+pytestmark = pytest.mark.e2e
 
 DISPATCH_RULE = PROJECT_ROOT / "dispatch-rule.json"
 DEFAULT_HEALTH_PORT = 8081  # where `start` serves its health check unless WORKER_HTTP_PORT is set

@@ -6,7 +6,7 @@ for the LLM and an honest result when something fails.
 
 from livekit.agents import llm
 
-from telephony.call_state import CallState
+from telephony.call.call_state import CallState
 
 from .end_call import end_call_tool
 from .keypad import collect_keypad_digits

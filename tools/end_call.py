@@ -2,23 +2,23 @@
 
 It is used with `delete_room=False`: the framework's deletion waits for the session to
 finish closing (seconds of silence for the caller) and is skipped in fake jobs. Ours goes
-through `CallControl.hang_up`, the one hang-up path for every ending, as soon as the
-goodbye has played.
+through the call's ending (telephony.call.ending), the one path for every ending, as soon as
+the goodbye has played.
 """
 
 from livekit.agents import llm
 from livekit.agents.beta import EndCallTool
 
-from telephony.call_state import CallState
+from telephony.call.call_state import CallState
+from telephony.call.ending import hang_up_after_speech
 from telephony.records.model import Outcome
 
 
 async def _hang_up_after_goodbye(event: llm.Toolset.ToolCalledEvent) -> None:
     state: CallState = event.ctx.userdata
-    state.ending = Outcome.COMPLETED
     # The goodbye is the reply on this same speech handle: once it has played, hang up,
     # without waiting for the session to finish closing.
-    event.ctx.speech_handle.add_done_callback(lambda _: state.control.hang_up())
+    hang_up_after_speech(state.ending, Outcome.COMPLETED, event.ctx.speech_handle)
 
 
 def end_call_tool() -> EndCallTool:

@@ -3,7 +3,7 @@
 The framework's `GetDtmfTask` does the collecting: it takes over the conversation, asks
 for the number, gathers the keys (or the digits the caller says instead), optionally
 reads them back for confirmation, and hands back to the agent. While it runs, the keypad
-menu (`telephony.dtmf`) leaves the keys alone.
+menu (`telephony.call.keypad`) leaves the keys alone.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 from livekit.agents import AgentSession, RunContext, ToolError, function_tool
 from livekit.agents.beta.workflows import GetDtmfTask
 
-from telephony.call_state import CallState
-from telephony.dtmf import key_presses
+from telephony.call.call_state import CallState
+from telephony.call.keypad import key_presses
 
 logger = logging.getLogger("tools.keypad")
 

@@ -1,6 +1,6 @@
 """Leave a voicemail message and hang up, when the LLM hears an answering machine.
 
-The audio-based detector (telephony.answering_machine) usually gets there first; this tool
+The audio-based detector (telephony.call.answering_machine) usually gets there first; this tool
 is the fallback when the LLM recognises a voicemail greeting the detector did not."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import logging
 
 from livekit.agents import RunContext, function_tool
 
-from telephony.answering_machine import leave_voicemail
-from telephony.call_state import CallState
+from telephony.call.answering_machine import leave_voicemail
+from telephony.call.call_state import CallState
 
 logger = logging.getLogger("tools.voicemail")
 

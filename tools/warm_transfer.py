@@ -19,15 +19,14 @@ stops, the caller gets the agent back, and the LLM is told to say so: the call g
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-from livekit.agents import AgentSession, RunContext, ToolError, function_tool
-from livekit.agents.beta.workflows import WarmTransferTask
+from livekit.agents import AgentSession, RunContext, function_tool
 from livekit.agents.beta.workflows.utils import WorkflowInstructions
 from livekit.agents.voice.background_audio import AudioConfig, BuiltinAudioClip
 
-from telephony.call_state import CallState
+from telephony.call.call_state import CallState
+from telephony.call.framework_compat import GuardedWarmTransferTask
 from telephony.records.model import Outcome
 
 from .transfer import transfer_problem
@@ -45,45 +44,8 @@ NOT_CONNECTED = (
 )
 
 
-class WarmTransfer(WarmTransferTask):
-    """`WarmTransferTask`, made to always finish and to clean up after itself.
-
-    - An error before the dial (e.g. the hold-music track cannot be published) completes
-      the task with a ToolError; the framework would otherwise leave the caller on hold
-      forever, because only the dial itself is guarded.
-    - A failed MoveParticipant (a self-hosted LiveKit server has none) completes the task
-      with a ToolError and hangs up on the person, instead of leaving the caller on hold.
-    - When the session cancels the task (it closes because the caller hung up while on
-      hold), the person on the consultation line is hung up on too; the framework's
-      cancel() would leave them there.
-    - The hold-music player is closed when the task ends.
-    """
-
-    async def on_enter(self) -> None:
-        try:
-            await super().on_enter()
-        except Exception:
-            logger.exception("the warm transfer could not start")
-            self._set_result(ToolError("the warm transfer could not start"))
-
-    def cancel(self) -> None:
-        if not self.done():
-            self._set_result(ToolError("the warm transfer was cancelled"))
-        super().cancel()
-
-    async def on_exit(self) -> None:
-        if not self.done():
-            self._set_result(ToolError("the warm transfer ended before it connected"))
-        with contextlib.suppress(Exception):
-            await self._background_audio.aclose()
-
-    async def _merge_calls(self) -> None:
-        try:
-            await super()._merge_calls()
-        except Exception:
-            logger.exception("could not move the person into the caller's room")
-            self._set_result(ToolError("could not connect the person to the caller"))
-            raise
+# The framework's task, guarded so that it always finishes (see the compat module).
+WarmTransfer = GuardedWarmTransferTask
 
 
 def _dialable(state: CallState, destination: str) -> tuple[str, str] | str:
@@ -165,7 +127,7 @@ async def warm_transfer_call(context: RunContext[CallState], destination: str) -
         return NOT_CONNECTED.format(name=name)
 
     logger.info("call warm-transferred to %s (%s)", name, result.human_agent_identity)
-    state.ending = Outcome.TRANSFERRED
-    state.transferred_to = uri
+    # The call goes on between the caller and the person: noted as transferred, no hang-up.
+    state.ending.claim(Outcome.TRANSFERRED, transferred_to=uri)
     _step_aside(context.session)
     return None

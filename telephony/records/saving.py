@@ -12,28 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-from ..settings import Settings
-from .model import CallRecord
-from .store import CallStore, StoreError, database_url
-from .webhook import deliver_after_call
+from telephony.domain.settings import Settings
+from telephony.records.model import CallRecord
+from telephony.records.store import StoreError
+from telephony.records.stores import open_store
+from telephony.records.webhook import deliver_after_call
 
 logger = logging.getLogger("telephony.records")
-
-# One store per process: opening it creates or migrates the schema once.
-_stores: dict[str, CallStore] = {}
-
-
-def open_store(settings: Settings) -> CallStore:
-    url = database_url(settings.database_url, settings.call_records_path)
-    if url not in _stores:
-        _stores[url] = CallStore.open(url)
-    return _stores[url]
-
-
-def close_stores() -> None:
-    """Close every store this process opened (tests; a process exiting needs nothing)."""
-    while _stores:
-        _stores.popitem()[1].close()
 
 
 def spool_path(settings: Settings) -> Path:

@@ -26,9 +26,9 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from . import migrations as schema
-from .migrations import WRITE_LOCK, Migration, SchemaError
-from .model import CallRecord
+from telephony.records import migrations as schema
+from telephony.records.migrations import WRITE_LOCK, Migration, SchemaError
+from telephony.records.model import CallRecord
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 PG_CONNECT_TIMEOUT_SECONDS = 10

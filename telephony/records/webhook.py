@@ -32,16 +32,14 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
-from .model import CallRecord
-from .store import CallStore, StoreError
-
-if TYPE_CHECKING:
-    from ..settings import Settings
+from telephony.domain.settings import Settings
+from telephony.records.model import CallRecord
+from telephony.records.store import CallStore, StoreError
+from telephony.records.stores import open_store
 
 logger = logging.getLogger("telephony.records.webhook")
 
@@ -401,8 +399,6 @@ def start_background_delivery(
     if not settings.webhook_secret:
         logger.warning("CALL_WEBHOOK_URL is set without CALL_WEBHOOK_SECRET: no webhooks sent")
         return None
-    from .saving import open_store  # saving.py imports this module
-
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

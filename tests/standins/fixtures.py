@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.standins.livekit_server import LiveKitServerStandin
+from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 
 
 @pytest_asyncio.fixture

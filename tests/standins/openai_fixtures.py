@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from tests.standins.openai_server import OpenAIStandin
+from telephony.devtools.standins.openai_server import OpenAIStandin
 
 
 @pytest_asyncio.fixture

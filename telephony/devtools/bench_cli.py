@@ -1,0 +1,177 @@
+"""`python -m telephony bench`: measure how fast the agent answers, offline, with no keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from telephony.devtools.bench import BenchOptions, default_output, run_bench, write_report
+from telephony.devtools.bench import report as rpt
+from telephony.devtools.bench.caller import tools_available
+from telephony.operator.cli.base import CliError, UsageError, add_command, positive_int_arg
+
+P = "python -m telephony"
+MAX_SWEEP_CALLS = 256
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    details = (
+        "Runs this project's agent (agent.py: its session, prompts, tools and settings) on\n"
+        "inbound calls whose providers are local stand-ins speaking the real wire protocols\n"
+        "(OpenAI chat completions and speech, Deepgram's streaming listen API), with the\n"
+        "latencies below. Each caller is synthetic speech (espeak-ng) through an 8 kHz mu-law\n"
+        "phone line, played in real time; it waits for the greeting, then says a line after\n"
+        "each of the agent's answers. Each call runs in a process of its own, as the worker\n"
+        "runs jobs. Needs espeak-ng and sox; no keys, no network.\n"
+        "\n"
+        "Figures (p50 and p90, in ms): (a) call answered -> first greeting audio at the agent's\n"
+        "output; (b) end of the caller's speech -> first audio of the answer, on every turn and\n"
+        "on the turns the turn detector called finished (it makes a turn it judges unfinished\n"
+        "wait the maximum endpointing delay; those are counted); (c) net overhead: (b) minus\n"
+        "the floor the session's settings allow, max(VAD silence, endpointing delay chosen,\n"
+        "STT + LLM first token) + TTS first byte (with preemptive generation; see\n"
+        "telephony/bench/call.py). --baseline also runs the agent as the LiveKit examples\n"
+        "write it (greeting through generate_reply, default session settings) and prints the\n"
+        "ratio. --sweep runs N calls at once for each N and adds CPU and private memory (USS)\n"
+        "per call. The table goes to the terminal, everything measured to a JSON file."
+    )
+    parser = add_command(
+        subparsers,
+        "bench",
+        summary="Benchmark the agent's latency (and capacity) against local provider stand-ins.",
+        details=details,
+        examples=[
+            f"{P} bench",
+            f"{P} bench --baseline --calls 10 --turns 4",
+            f"{P} bench --llm-ttft-ms 700 --tts-ttfb-ms 250 --output bench-results/slow.json",
+            f"{P} bench --sweep 1,4,8,16,32 --turns 3",
+            f"{P} bench --baseline --pause-ms 500",
+        ],
+        run=_bench,
+    )
+    parser.add_argument(
+        "--calls", type=positive_int_arg, default=3, metavar="N", help="calls (default 3)"
+    )
+    parser.add_argument(
+        "--turns",
+        type=positive_int_arg,
+        default=3,
+        metavar="N",
+        help="caller turns per call (default 3)",
+    )
+    parser.add_argument(
+        "--stt-ms", type=_ms_arg, metavar="MS", default=100.0, help="STT latency (100)"
+    )
+    parser.add_argument(
+        "--llm-ttft-ms",
+        type=_ms_arg,
+        metavar="MS",
+        default=400.0,
+        help="LLM time to first token (400)",
+    )
+    parser.add_argument(
+        "--tts-ttfb-ms",
+        type=_ms_arg,
+        metavar="MS",
+        default=150.0,
+        help="TTS time to first byte (150)",
+    )
+    parser.add_argument(
+        "--tts-ms-per-char",
+        type=_ms_arg,
+        metavar="MS",
+        default=60.0,
+        help="how long the stand-in TTS speaks per character (60)",
+    )
+    parser.add_argument(
+        "--pause-ms",
+        type=_ms_arg,
+        metavar="MS",
+        default=0.0,
+        help="the caller hesitates: each line is said in two halves with MS of silence "
+        "between them; turns the agent ended before the caller had finished are counted (0)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the seed-style agent and print both side by side with the ratio",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=_sweep_arg,
+        default=(),
+        metavar="N,N,...",
+        help="capacity sweep: run N calls at once for each N (e.g. 1,4,8,16,32)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="the JSON file (default bench-results/<date>-<time>.json in the project)",
+    )
+
+
+def _ms_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds (0-60000)")
+    return value
+
+
+def _sweep_arg(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not 1 <= v <= MAX_SWEEP_CALLS for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of call counts like 1,4,8,16,32 (each 1-{MAX_SWEEP_CALLS})"
+        )
+    return values
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if not tools_available():
+        raise CliError(
+            "the synthetic callers need espeak-ng and sox: apt-get install espeak-ng sox"
+        )
+    output: Path = args.output or default_output()
+    if output.exists() and output.is_dir():
+        raise UsageError(f"--output {output} is a folder; name a .json file")
+    options = BenchOptions(
+        calls=args.calls,
+        turns=args.turns,
+        stt_ms=args.stt_ms,
+        llm_ttft_ms=args.llm_ttft_ms,
+        tts_ttfb_ms=args.tts_ttfb_ms,
+        tts_ms_per_char=args.tts_ms_per_char,
+        pause=args.pause_ms / 1000,
+        baseline=args.baseline,
+        sweep=args.sweep,
+    )
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    report = asyncio.run(run_bench(options, progress))
+    try:
+        write_report(report, output)
+    except OSError as e:
+        raise CliError(f"could not write {output}: {e.strerror or e}") from e
+    print(rpt.render(report))
+    print(f"\nresults: {_shown(output)}")
+    failed = sum(run["calls_failed"] for run in report["runs"].values())
+    failed += sum(row["calls_failed"] for row in report["sweep"])
+    return 1 if failed else 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

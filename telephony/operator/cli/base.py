@@ -1,0 +1,233 @@
+"""What every command shares: errors, help with examples, argument types, tables, times."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import re
+import textwrap
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
+
+from telephony.domain.phone_numbers import InvalidDestination, human_number
+
+Handler = Callable[[argparse.Namespace], int]
+_T = TypeVar("_T")
+# How long one request of an operator command may wait for a server's answer.
+DEFAULT_REQUEST_TIMEOUT = 15.0
+
+
+class CliError(Exception):
+    """A command failed in a way the user can fix; printed as `error: ...`, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(Exception):
+    """Arguments that parse one by one but not together: shown like argparse's own errors."""
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    examples: Sequence[str] = (),
+    details: str = "",
+    run: Handler | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows a one-line summary, details and examples."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
+    # Our own line breaks stay; long lines are wrapped.
+    wrapped = "\n".join(textwrap.fill(line, 88) for line in details.splitlines())
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}\n\n{wrapped}".strip(),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(_parser=parser)
+    if run is not None:
+        parser.set_defaults(run=run)
+    return parser
+
+
+def add_request_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--request-timeout",
+        type=positive_seconds_arg,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="give up on a server that has not answered a request within this many seconds "
+        f"(default: {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
+
+
+async def within(seconds: float, server: str, request: Awaitable[_T]) -> _T:
+    """`request`, or CliError once `server` has not answered for `seconds`.
+
+    The asyncio bound is the one that holds: livekit-api passes `timeout=None` to aiohttp for
+    each request, which switches off the client session's own timeout."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await request
+    except TimeoutError:
+        raise CliError(
+            f"{server} did not answer within {seconds:g} s: check the address and that it is "
+            "reachable (--request-timeout sets the wait)"
+        ) from None
+
+
+def add_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    examples: Sequence[str] = (),
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command group (`calls`, later `setup`, `campaign`...): its own subcommands."""
+    parser = add_command(subparsers, name, summary=summary, examples=examples)
+    return parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+
+# ------------------------------------------------------------------ argument types
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _moment(text: str, *, date_means_end_of_day: bool) -> float:
+    value = text.strip()
+    try:
+        if _DATE_ONLY.match(value):
+            day = date.fromisoformat(value)
+            if date_means_end_of_day:
+                day += timedelta(days=1)
+            # A naive datetime's timestamp() is local time, DST included.
+            return datetime.combine(day, time()).timestamp()
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: use YYYY-MM-DD or a date and time like 2024-05-01T14:30 "
+            "(local time unless it ends with an offset such as +02:00 or Z)"
+        ) from None
+
+
+def since_arg(text: str) -> float:
+    """--since: from this moment on; a date alone is its local midnight."""
+    return _moment(text, date_means_end_of_day=False)
+
+
+def until_arg(text: str) -> float:
+    """--until: before this moment; a date alone includes that whole local day."""
+    return _moment(text, date_means_end_of_day=True)
+
+
+def e164_arg(text: str) -> str:
+    try:
+        return human_number(text, field="the number")
+    except InvalidDestination as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_int_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positive_number_arg(text: str) -> float:
+    value = _finite(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
+def positive_seconds_arg(text: str) -> float:
+    value = _finite(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    value = _finite(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def local_minutes(ts: float) -> str:
+    """'2024-05-01 09:30' in local time: compact, for tables."""
+    return datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="minutes")
+
+
+def local_seconds(ts: float) -> str:
+    """'2024-05-01 09:30:00+02:00': local time with its offset, for details."""
+    return datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+def utc_iso(ts: float | None) -> str:
+    """'2024-05-01T07:30:00.000Z'; empty for None (exports)."""
+    if ts is None:
+        return ""
+    moment = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
+
+
+def minutes_seconds(seconds: float | None) -> str:
+    """95.4 -> '1:35' (rounded to the second; minutes grow past 59); None -> '-'."""
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    whole = round(abs(seconds))
+    return f"{sign}{whole // 60}:{whole % 60:02d}"
+
+
+def milliseconds(seconds: float | None) -> str:
+    """0.3214 -> '321'; None -> '-'."""
+    return "-" if seconds is None else str(round(seconds * 1000))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """A plain text table, columns two spaces apart; `right` lists right-aligned columns."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            str(cell).rjust(width) if i in right else str(cell).ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def fields(pairs: Sequence[tuple[str, str]], indent: str = "  ") -> str:
+    """'label   value' lines with the values aligned; multi-line values stay aligned."""
+    width = max((len(label) for label, _ in pairs), default=0)
+    lines = []
+    for label, value in pairs:
+        first, *rest = str(value).splitlines() or [""]
+        lines.append(f"{indent}{label.ljust(width)}  {first}".rstrip())
+        lines.extend(f"{indent}{' ' * width}  {more}".rstrip() for more in rest)
+    return "\n".join(lines)

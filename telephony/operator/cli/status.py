@@ -1,0 +1,130 @@
+"""`python -m telephony status` (alias `doctor`): check the settings and the LiveKit project's
+telephony setup (credentials, dispatch rules, trunks), one line per finding with its fix."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from livekit import api
+
+from telephony.domain.settings import Settings, parse_settings
+from telephony.operator import provisioning as prov
+from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
+from telephony.operator.provider_keys import provider_key_checks
+from telephony.operator.provisioning import Check, note, ok, problem
+
+P = "python -m telephony"
+LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    details = (
+        "Checks, in order: the settings (as the worker's `start` reads them); that OpenAI\n"
+        "and Deepgram accept their keys (one cheap request each); that LiveKit\n"
+        "accepts LIVEKIT_API_KEY/SECRET; that a dispatch rule sends calls to this worker's\n"
+        "agent name (LIVEKIT_AGENT_NAME); that the inbound trunks have numbers and the rule\n"
+        "is attached to one; that SIP_OUTBOUND_TRUNK_ID is an outbound trunk with a number.\n"
+        "Each problem is one line with its fix; exit 1 if there is any. Secrets are never\n"
+        "printed."
+    )
+    for name, summary in (
+        ("status", "Check the settings and the LiveKit telephony setup; say what to fix."),
+        ("doctor", "The same as `status`."),
+    ):
+        parser = add_command(
+            subparsers,
+            name,
+            summary=summary,
+            details=details,
+            examples=[f"{P} {name}"],
+            run=_status,
+        )
+        add_request_timeout(parser)
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings, settings_problems = parse_settings()
+    print("settings")
+    local = [*settings_problems, *settings.missing_for("start")]
+    checks = [problem(p) for p in local] or [
+        ok("all settings valid; the LiveKit, OpenAI and Deepgram keys are set")
+    ]
+    _print(checks)
+
+    print("providers")
+    if any(p.startswith(("OPENAI_", "DEEPGRAM_")) for p in local):
+        keys = [note("not checked: fix the provider settings above first")]
+    else:
+        keys = asyncio.run(provider_key_checks(settings.models, args.request_timeout))
+    _print(keys)
+    checks += keys
+
+    url = settings.livekit_url
+    print(f"LiveKit{f' at {url}' if url else ''}")
+    if prov.livekit_problems(settings, settings_problems):
+        server = [
+            note("not checked: needs a valid LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
+        ]
+    else:
+        server = asyncio.run(_bounded_server_checks(settings, args.request_timeout))
+    _print(server)
+
+    checks += server
+    problems = sum(c.level == "problem" for c in checks)
+    notes = sum(c.level == "note" for c in checks)
+    noted = f", {notes} note{'s' * (notes != 1)}" if notes else ""
+    print()
+    if problems:
+        print(
+            f"{problems} problem{'s' * (problems != 1)}{noted}: fix them, then run "
+            f"`{P} status` again"
+        )
+        return 1
+    print(f"all checks passed{noted}")
+    return 0
+
+
+async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Check]:
+    try:
+        return await within(seconds, f"LiveKit at {settings.livekit_url}", _server_checks(settings))
+    except CliError as e:
+        return [problem(str(e))]
+
+
+async def _server_checks(settings: Settings) -> list[Check]:
+    url = settings.livekit_url
+    # A diagnosis reports what this URL answers: no replay against other regions.
+    async with api.LiveKitAPI(
+        url, settings.livekit_api_key, settings.livekit_api_secret, failover=False
+    ) as lk:
+        try:
+            state = await prov.fetch_state(lk, url)
+        except prov.ServerProblem as e:
+            return [problem(str(e))]
+    agent_name, variable = prov.worker_agent_name()
+    # A malformed SIP_OUTBOUND_TRUNK_ID is already a settings problem; don't call it unset.
+    malformed = bool(os.environ.get("SIP_OUTBOUND_TRUNK_ID", "").strip()) and not (
+        settings.outbound_trunk_id
+    )
+    found = (
+        f"{len(state.inbound)} inbound trunk(s), {len(state.outbound)} outbound trunk(s), "
+        f"{len(state.rules)} dispatch rule(s)"
+    )
+    return [
+        ok(f"credentials accepted; {found}"),
+        *prov.check_server_state(
+            state,
+            agent_name=agent_name,
+            agent_variable=variable,
+            outbound_trunk_id=settings.outbound_trunk_id,
+            outbound_trunk_id_checked=not malformed,
+            noise_cancellation=settings.noise_cancellation,
+        ),
+    ]
+
+
+def _print(checks: list[Check]) -> None:
+    for check in checks:
+        print(f"  {LABELS[check.level]}  {check.text}")

@@ -1,0 +1,121 @@
+"""`python agent.py dev|start|console ...`: the framework's CLI, made fit for a supervisor.
+
+The framework's CLI logs a failed worker ("worker failed": LiveKit unreachable after its
+retries, credentials refused, the HTTP port taken) and then exits with status 0, so systemd,
+Kubernetes or Docker never restart it. Here every failure ends the process non-zero, and the
+settings (the `--url`/`--api-key`/`--api-secret` flags included) are checked before the
+framework starts anything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from livekit.agents import AgentServer, cli
+
+from telephony.domain.env_files import unknown_variables
+from telephony.domain.prompts import PromptError, Prompts
+from telephony.domain.settings import parse_settings
+
+WORKER_COMMANDS = ("dev", "start", "connect", "console")
+# The framework's flags that stand in for a variable; they get the same checks.
+FLAG_VARIABLES = {
+    "--url": "LIVEKIT_URL",
+    "--api-key": "LIVEKIT_API_KEY",
+    "--api-secret": "LIVEKIT_API_SECRET",
+}
+# What a supervisor sees: 1 for settings to fix, 2 for a worker that failed while running.
+EXIT_BAD_SETTINGS = 1
+EXIT_WORKER_FAILED = 2
+
+
+class SupervisedServer(AgentServer):
+    """An AgentServer that remembers why it stopped, so the process can say so."""
+
+    failure: BaseException | None = None
+
+    async def run(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().run(*args, **kwargs)
+        except Exception as e:
+            self.failure = e
+            raise
+
+
+def command_of(argv: Sequence[str]) -> str:
+    return next((a for a in argv[1:] if not a.startswith("-")), "")
+
+
+def flag_values(argv: Sequence[str]) -> dict[str, str]:
+    """The LiveKit variables given as flags (`--url X` or `--url=X`), by variable name."""
+    values: dict[str, str] = {}
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        flag, sep, value = arg.partition("=")
+        if flag not in FLAG_VARIABLES:
+            continue
+        if not sep:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        values[FLAG_VARIABLES[flag]] = value
+    return values
+
+
+def startup_problems(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Everything that stops this command from running, all at once; empty for commands
+    that need no settings (`--help`, `download-files`)."""
+    command = command_of(argv)
+    if command not in WORKER_COMMANDS or "--help" in argv:
+        return []
+    env = {**(os.environ if environ is None else environ), **flag_values(argv)}
+    settings, problems = parse_settings(env)
+    problems += settings.missing_for(command)
+    try:
+        Prompts.load(settings.prompts_dir)
+    except PromptError as e:
+        problems += e.problems
+    return problems
+
+
+def console_audio_problem() -> str | None:
+    """Why `console` cannot run here, or None. The framework's console imports sounddevice,
+    which needs the PortAudio library (even with --text); without it, 50 lines of traceback."""
+    try:
+        import sounddevice  # noqa: F401  (a probe: imported only when `console` is asked for)
+    except OSError as e:
+        return (
+            f"console mode needs the PortAudio library ({e}): install it with "
+            "`sudo apt-get install libportaudio2` (Debian/Ubuntu) or `brew install portaudio` "
+            "(macOS), then run the command again"
+        )
+    return None
+
+
+def run(server: SupervisedServer, argv: Sequence[str]) -> NoReturn:
+    """Check the settings, run the framework's CLI, exit non-zero on any failure."""
+    if problems := startup_problems(argv):
+        print("The agent cannot start; fix these settings (in .env.local or the environment):")
+        for problem in problems:
+            print(f"  - {problem}")
+        sys.exit(EXIT_BAD_SETTINGS)
+    console = command_of(argv) == "console" and "--help" not in argv
+    if console and (problem := console_audio_problem()):
+        print(f"The agent cannot start: {problem}", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
+    if command_of(argv) in WORKER_COMMANDS:
+        for warning in unknown_variables():
+            print(f"warning: {warning}", file=sys.stderr)
+    code: Any = 0
+    try:
+        cli.run_app(server)
+    except SystemExit as e:
+        code = e.code
+    if server.failure is not None and code in (0, None):
+        print(
+            f"The agent stopped because the worker failed: {server.failure}",
+            file=sys.stderr,
+        )
+        code = EXIT_WORKER_FAILED
+    sys.exit(code)
