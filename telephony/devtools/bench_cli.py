@@ -32,10 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "wait the maximum endpointing delay; those are counted); (c) net overhead: (b) minus\n"
         "the floor the session's settings allow, max(VAD silence, endpointing delay chosen,\n"
         "STT + LLM first token) + TTS first byte (with preemptive generation; see\n"
-        "telephony/bench/call.py). --baseline also runs the agent as the LiveKit examples\n"
-        "write it (greeting through generate_reply, default session settings) and prints the\n"
-        "ratio. --sweep runs N calls at once for each N and adds CPU and private memory (USS)\n"
-        "per call. The table goes to the terminal, everything measured to a JSON file."
+        "telephony/devtools/bench/call.py). --baseline also runs the agent as the LiveKit\n"
+        "examples write it (greeting through generate_reply, default session settings) and\n"
+        "prints the ratio. --sweep runs N calls at once for each N and adds CPU and private\n"
+        "memory (USS) per call. The table goes to the terminal, everything measured to a JSON\n"
+        "file."
     )
     parser = add_command(
         subparsers,

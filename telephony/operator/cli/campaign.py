@@ -1,5 +1,5 @@
 """`python -m telephony campaign FILE.csv`: call every number of a CSV file, within limits,
-resumably. The scheduling lives in telephony/campaign.py; this wires the real LiveKit
+resumably. The scheduling lives in telephony/operator/campaign.py; this wires the real LiveKit
 dispatcher, the call records store, the clock and the console to it."""
 
 from __future__ import annotations
