@@ -41,10 +41,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from livekit.agents import AgentSession, room_io
+from livekit.agents.job import JobExecutorType, JobProcess
+from livekit.agents.testing import fake_job_context
+from livekit.agents.utils import http_context
+
 from telephony.call import framework_compat as compat
+from telephony.call import models
+from telephony.call.call_context import call_context_from_participant
 from telephony.devtools.bench.caller import CallerAudio, Silence, Speech, render
 from telephony.devtools.bench.room import BenchRoom, phone_caller
 from telephony.devtools.bench.sink import RealTimeAudioSink
+from telephony.domain.paths import PROJECT_ROOT
+from telephony.worker.job import run_job
 
 logger = logging.getLogger("telephony.devtools.bench")
 
@@ -198,10 +207,6 @@ def _configure_logging(plan: CallPlan) -> None:
 def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
     """Import the agent and prewarm, as a worker's job process does before taking a job; the
     caller's lines are synthesized now too, so no espeak-ng runs during the call."""
-    from livekit.agents.job import JobExecutorType, JobProcess
-
-    from telephony.domain.settings import PROJECT_ROOT
-
     # This project's agent.py, whatever else is called agent on the path.
     sys.path.insert(0, str(PROJECT_ROOT))
     agent = importlib.import_module("agent")
@@ -217,6 +222,8 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
     if agent.server.setup_fnc is not None:
         agent.server.setup_fnc(proc)
     if plan.variant == "baseline":
+        # Imported here only: imported with the module, it would register itself as a
+        # plugin and join the product's forkserver preload list (see runner.worker_preload).
         from livekit.plugins import silero
 
         proc.userdata["vad"] = silero.VAD.load()  # the examples' VAD, with its defaults
@@ -239,16 +246,12 @@ def caller_script(line: str, pause: float) -> tuple[Silence | Speech, ...]:
 
 
 def _caller_context(plan: CallPlan) -> Any:
-    from telephony.call.call_context import call_context_from_participant
-
     return call_context_from_participant(phone_caller(plan.index), room_name="bench")
 
 
 def caller_audio_format(room_options: Any) -> tuple[int, float]:
     """(sample rate, frame seconds) at which RoomIO would hand the session the caller's
     audio with these room options."""
-    from livekit.agents import room_io
-
     audio_input = room_options.audio_input
     if not isinstance(audio_input, room_io.AudioInputOptions):  # not given, or True
         audio_input = room_io.AudioInputOptions()
@@ -259,10 +262,6 @@ def seed_session(state: Any, vad: Any, call_models: Any = None) -> Any:
     """The session as the LiveKit examples write it: the models (built in the entrypoint)
     and the VAD, defaults for everything else (turn detection, endpointing, preemptive
     generation...)."""
-    from livekit.agents import AgentSession
-
-    from telephony.call import models
-
     m = state.settings.models
     return AgentSession(
         stt=models.build_stt(m),
@@ -275,8 +274,6 @@ def seed_session(state: Any, vad: Any, call_models: Any = None) -> Any:
 
 def seed_room_options(context: Any, noise_filter: Any) -> Any:
     """RoomIO's defaults (24 kHz, 50 ms frames), listening to the caller."""
-    from livekit.agents import room_io
-
     return room_io.RoomOptions(participant_identity=context.participant_identity)
 
 
@@ -310,11 +307,6 @@ class _SessionLog(logging.Handler):
 async def _run_call(
     plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any], wiring: Any
 ) -> CallResult:
-    from livekit.agents.testing import fake_job_context
-    from livekit.agents.utils import http_context
-
-    from telephony.worker.job import run_job
-
     result = CallResult(index=plan.index, variant=plan.variant)
     room = BenchRoom(f"bench-{plan.variant}-{plan.index}")
     sink = RealTimeAudioSink()

@@ -31,6 +31,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from livekit.agents import Plugin
+
+from telephony.call.framework_compat import preload_modules
 from telephony.devtools.bench.call import CallPlan, Providers, call_process, private_memory
 from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_api import LiveKitApiStandin
@@ -227,12 +230,6 @@ def start_context() -> Any:
 def worker_preload() -> list[str]:
     """The modules the worker preloads in its forkserver for this agent, as it lists them:
     the registered plugins' packages, the AgentServer's preload_modules, the warm-up."""
-    # Imported here, not at the top: the parent process stays free of the framework, so the
-    # call processes it starts measure their own memory (see call.py).
-    from livekit.agents import Plugin
-
-    from telephony.call.framework_compat import preload_modules
-
     sys.path.insert(0, str(PROJECT_ROOT))
     agent = importlib.import_module("agent")  # registers the plugins it uses
     modules = [p.package for p in Plugin.registered_plugins]
