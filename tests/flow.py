@@ -15,6 +15,7 @@ STT and answering-machine detection run on real audio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import os
@@ -40,9 +41,11 @@ from telephony.call.greeting_audio import GreetingAudioCache
 from telephony.call.turn_taking import VAD_MIN_SILENCE_SECONDS
 from telephony.devtools.bench.room import BenchRoom
 from telephony.devtools.bench.sink import RealTimeAudioSink
+from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 from telephony.devtools.standins.openai_server import OpenAIStandin
 from telephony.worker.job import run_job
+from tests.conftest import NO_DEEPGRAM
 
 
 @dataclass
@@ -123,39 +126,47 @@ async def job(
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
 
-    room = BenchRoom(room_name)
-    run = JobRun(room=room, sink=RealTimeAudioSink(speed=audio_speed))
+    async with contextlib.AsyncExitStack() as stack:
+        # The job's STT connects at the start: to the Deepgram stand-in, started here unless
+        # the test started its own (a dead STT is a provider failure: the call would end).
+        if os.environ.get("DEEPGRAM_BASE_URL") == NO_DEEPGRAM:
+            deepgram = await stack.enter_async_context(DeepgramStandin())
+            monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram.base_url)
+            # The next job of the same test starts its own.
+            stack.callback(monkeypatch.setenv, "DEEPGRAM_BASE_URL", NO_DEEPGRAM)
+        room = BenchRoom(room_name)
+        run = JobRun(room=room, sink=RealTimeAudioSink(speed=audio_speed))
 
-    async def join_without_server(session, telephony_agent, ctx, room_options) -> None:
-        run.joined_at = time.monotonic()
-        run.room_options = room_options
-        run.sessions.append(session)
-        session.output.audio = run.sink
-        if audio_input is not None:
-            session.input.audio = audio_input
-        await session.start(telephony_agent)
-
-    call_wiring = dataclasses.replace(
-        agent.PHONE_WIRING, join_room=join_without_server, **(wiring or {})
-    )
-    async with http_context.open():
-        job_id = f"AJ_{uuid.uuid4().hex[:12]}"
-        with fake_job_context(room=room, job_metadata=metadata, job_id=job_id) as ctx:
-            run.ctx = ctx
-            compat.on_job_shutdown(ctx, run.shutdown_reasons.append)
+        async def join_without_server(session, telephony_agent, ctx, room_options) -> None:
+            run.joined_at = time.monotonic()
+            run.room_options = room_options
+            run.sessions.append(session)
+            session.output.audio = run.sink
             if audio_input is not None:
-                ctx.proc.userdata["vad"] = vad or prewarmed_vad()
-            if greeting_audio is not None:
-                ctx.proc.userdata["greeting_audio"] = greeting_audio
-            run.task = asyncio.create_task(run_job(ctx, call_wiring))
-            try:
-                yield run
-            finally:
-                if not run.task.done():
-                    run.task.cancel()
-                for session in run.sessions:
-                    await session.aclose()
-                    if hang_up := session.userdata.control.hang_up_task:
-                        await hang_up
-                await run.sink.aclose()
-                await ctx.api.aclose()
+                session.input.audio = audio_input
+            await session.start(telephony_agent)
+
+        call_wiring = dataclasses.replace(
+            agent.PHONE_WIRING, join_room=join_without_server, **(wiring or {})
+        )
+        async with http_context.open():
+            job_id = f"AJ_{uuid.uuid4().hex[:12]}"
+            with fake_job_context(room=room, job_metadata=metadata, job_id=job_id) as ctx:
+                run.ctx = ctx
+                compat.on_job_shutdown(ctx, run.shutdown_reasons.append)
+                if audio_input is not None:
+                    ctx.proc.userdata["vad"] = vad or prewarmed_vad()
+                if greeting_audio is not None:
+                    ctx.proc.userdata["greeting_audio"] = greeting_audio
+                run.task = asyncio.create_task(run_job(ctx, call_wiring))
+                try:
+                    yield run
+                finally:
+                    if not run.task.done():
+                        run.task.cancel()
+                    for session in run.sessions:
+                        await session.aclose()
+                        if hang_up := session.userdata.control.hang_up_task:
+                            await hang_up
+                    await run.sink.aclose()
+                    await ctx.api.aclose()

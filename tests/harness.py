@@ -8,6 +8,7 @@ real-time audio sink.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -22,12 +23,14 @@ from telephony.call.call_control import CallControl
 from telephony.call.call_state import CallState
 from telephony.call.ending import hang_up_when_session_closes
 from telephony.devtools.bench.sink import RealTimeAudioSink
+from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 from telephony.devtools.standins.openai_server import OpenAIStandin
 from telephony.domain.dial_request import DialRequest
 from telephony.domain.prompts import Prompts
 from telephony.domain.settings import read_settings
 from telephony.worker.session import TelephonyAgent, build_session, greet
+from tests.conftest import NO_DEEPGRAM
 
 ROOM = "call-test-room"
 CALLER = "sip_+15105550123"
@@ -66,34 +69,42 @@ async def running_call(
     env: Mapping[str, str] | None = None,
     audio_speed: float = 4.0,
 ) -> AsyncIterator[RunningCall]:
-    settings = read_settings(
-        {
-            # DEEPGRAM_BASE_URL: nowhere (conftest), or the stand-in if the test started it
-            **os.environ,
-            "OPENAI_API_KEY": "test",
-            "OPENAI_BASE_URL": llm.base_url,
-            "DEEPGRAM_API_KEY": "test",
-            "TTS_MODEL": "tts-1",
-            **(env or {}),
-        }
-    )
-    context = context or inbound_context()
-    lkapi = api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
-    control = CallControl(lkapi, context.room_name)
-    state = CallState(settings, Prompts.load(settings.prompts_dir), control, context, dial_request)
-    try:
-        with fake_job_context(job_metadata=""):
-            session = build_session(state, vad=None)
-            sink = RealTimeAudioSink(speed=audio_speed)
-            session.output.audio = sink
-            hang_up_when_session_closes(session, state.ending)
-            await session.start(TelephonyAgent(state, greet))
-            try:
-                yield RunningCall(session, state, sink, livekit, llm)
-            finally:
-                await session.aclose()
-                await sink.aclose()
-                if control.hang_up_task:
-                    await control.hang_up_task
-    finally:
-        await lkapi.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        # The session's STT connects at the start: to the Deepgram stand-in, started here
+        # unless the test started its own.
+        deepgram_url = os.environ.get("DEEPGRAM_BASE_URL", NO_DEEPGRAM)
+        if deepgram_url == NO_DEEPGRAM:
+            deepgram_url = (await stack.enter_async_context(DeepgramStandin())).base_url
+        settings = read_settings(
+            {
+                **os.environ,
+                "DEEPGRAM_BASE_URL": deepgram_url,
+                "OPENAI_API_KEY": "test",
+                "OPENAI_BASE_URL": llm.base_url,
+                "DEEPGRAM_API_KEY": "test",
+                "TTS_MODEL": "tts-1",
+                **(env or {}),
+            }
+        )
+        context = context or inbound_context()
+        lkapi = api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+        control = CallControl(lkapi, context.room_name)
+        state = CallState(
+            settings, Prompts.load(settings.prompts_dir), control, context, dial_request
+        )
+        try:
+            with fake_job_context(job_metadata=""):
+                session = build_session(state, vad=None)
+                sink = RealTimeAudioSink(speed=audio_speed)
+                session.output.audio = sink
+                hang_up_when_session_closes(session, state.ending)
+                await session.start(TelephonyAgent(state, greet))
+                try:
+                    yield RunningCall(session, state, sink, livekit, llm)
+                finally:
+                    await session.aclose()
+                    await sink.aclose()
+                    if control.hang_up_task:
+                        await control.hang_up_task
+        finally:
+            await lkapi.aclose()

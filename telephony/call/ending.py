@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterable
 
+from livekit import rtc
 from livekit.agents import AgentSession, JobContext
 from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.speech_handle import SpeechHandle
@@ -72,11 +74,14 @@ async def end_call(
     reason: str = "",
     *,
     goodbye: str | None = None,
+    goodbye_audio: AsyncIterable[rtc.AudioFrame] | None = None,
+    error: str = "",
     transferred_to: str = "",
     drain: bool = False,
 ) -> bool:
     """End the call: note the outcome, say `goodbye` in full (uninterruptible), hang up, and
-    close the session (`drain`: let a reply already queued play first).
+    close the session (`drain`: let a reply already queued play first). `goodbye_audio`:
+    the goodbye's audio, ready (no TTS needed).
 
     False, and nothing done, when the call is already ending or the session is closing."""
     if ending.claimed:
@@ -84,11 +89,12 @@ async def end_call(
     speech = None
     if goodbye is not None:
         try:
-            speech = session.say(goodbye, allow_interruptions=False)
+            ready = {"audio": goodbye_audio} if goodbye_audio is not None else {}
+            speech = session.say(goodbye, allow_interruptions=False, **ready)
         except RuntimeError:  # the session is closing: the call is ending another way
             return False
     # No await since the check above: no other ending can have slipped in between.
-    ending.claim(outcome, reason, transferred_to=transferred_to)
+    ending.claim(outcome, reason, error=error, transferred_to=transferred_to)
     if speech is not None:
         await speech.wait_for_playout()
         logger.info("goodbye played (%s): hanging up", reason or outcome.value)

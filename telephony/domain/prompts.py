@@ -29,6 +29,7 @@ PROMPT_NAMES = (
     "time_limit_goodbye",  # said before hanging up when the call reaches its time limit
     "warm_transfer_hold",  # said before the caller is put on hold for a warm transfer
     "keypad_instructions",  # added to the instructions when a keypad menu is configured
+    "provider_failure",  # said before hanging up when a speech or language provider fails
 )
 
 # What a template may ask for. Values come from settings and the call context.

@@ -13,6 +13,7 @@ from telephony.call.call_limits import watch_call_limits
 from telephony.call.ending import hang_up_when_session_closes
 from telephony.call.keypad import attach_keypad
 from telephony.call.noise_cancellation import caller_noise_filter
+from telephony.call.provider_faults import apologize_on_provider_failure
 from telephony.call.room import wait_for_caller
 from telephony.domain.contacts import look_up_caller
 from telephony.records.model import Outcome
@@ -56,5 +57,6 @@ async def answer_call(job: CallJob, dispatch_context: Mapping[str, str]) -> None
         room_io.RoomOptions() if job.console else wiring.caller_room_options(context, noise_filter)
     )
     await wiring.join_room(session, TelephonyAgent(state, wiring.greet), ctx, room_options)
+    apologize_on_provider_failure(session, state)
     attach_keypad(session, state, config.keypad_menu)
     watch_call_limits(session, state)

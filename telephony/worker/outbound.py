@@ -14,6 +14,7 @@ from telephony.call.call_limits import watch_call_limits
 from telephony.call.call_state import CallState
 from telephony.call.ending import hang_up_when_session_closes
 from telephony.call.keypad import attach_keypad
+from telephony.call.provider_faults import apologize_on_provider_failure
 from telephony.call.room import PHONE_AUDIO_INPUT, dialed_participant_identity
 from telephony.domain.contacts import look_up_caller
 from telephony.domain.dial_request import DialRequest
@@ -49,6 +50,7 @@ async def place_call(job: CallJob, dial: DialRequest) -> None:
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
     room_options = room_io.RoomOptions(participant_identity=identity, audio_input=PHONE_AUDIO_INPUT)
     await wiring.join_room(session, agent, ctx, room_options)
+    apologize_on_provider_failure(session, state)
     attach_keypad(session, state, config.keypad_menu)
     async with contextlib.AsyncExitStack() as stack:
         detector = None

@@ -21,6 +21,7 @@ from telephony.call.call_context import CallContext
 from telephony.call.call_limits import user_away_timeout
 from telephony.call.call_state import CallState
 from telephony.call.greeting_audio import greeting_key, tts_voice_identity
+from telephony.call.provider_faults import PHONE_CONN_OPTIONS
 from telephony.call.room import PHONE_AUDIO_INPUT
 from telephony.call.turn_taking import phone_turn_handling
 from tools import call_tools
@@ -77,6 +78,8 @@ def build_session(
         turn_handling=phone_turn_handling(state.settings),
         # The framework's away timer drives the silence limit (telephony.call.call_limits).
         user_away_timeout=user_away_timeout(state.settings),
+        # Retries for a phone call: a provider that is down is given up on in about a second.
+        conn_options=PHONE_CONN_OPTIONS,
         userdata=state,
     )
 

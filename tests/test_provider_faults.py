@@ -1,0 +1,118 @@
+"""A provider that fails mid-call: one failed request is retried and the call goes on; a
+provider that stays down gets the caller an apology, then a hang-up and a record saying why
+(telephony/call/provider_faults.py). Run through the whole job (tests/flow.py)."""
+
+import asyncio
+import time
+
+from telephony.call.greeting_audio import GreetingAudioCache
+from telephony.call.provider_faults import APOLOGY_PROMPT, apology_key
+from telephony.devtools.standins.openai_server import http_error, reply
+from telephony.domain.settings import read_settings
+from telephony.records.model import Outcome
+from telephony.records.stores import close_stores, open_store
+from tests.flow import JobRun, job
+from tests.participants import INBOUND_SIP_ATTRIBUTES, make_participant
+
+TIMEOUT = 20
+
+
+async def answered(run: JobRun) -> None:
+    run.room.add_participant(
+        make_participant("sip_+15105550123", attributes=INBOUND_SIP_ATTRIBUTES)
+    )
+    await run.wait_until_done()
+    await asyncio.wait_for(run.sink.wait_for_segments(1), TIMEOUT)  # the greeting
+    for _ in range(200):  # ... played in full
+        if run.sink.segments[0].finished_at is not None:
+            return
+        await asyncio.sleep(0.05)
+
+
+def apology(run: JobRun) -> str:
+    return run.state.render(APOLOGY_PROMPT)
+
+
+def saved_record():
+    try:
+        (record,) = open_store(read_settings()).list(limit=None)
+        return record
+    finally:
+        close_stores()
+
+
+async def test_llm_down_the_caller_hears_the_apology_then_the_call_ends(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.default_turn = http_error(500, "the model is overloaded")
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await answered(run)
+        turn_ended = time.monotonic()
+        run.session.generate_reply(user_input="Hello, can you book me in for Tuesday?")
+        (delete,) = await livekit_server.wait_for("DeleteRoom", timeout=TIMEOUT)
+
+        # The TTS speaks it sentence by sentence, one request each.
+        spoken = " ".join(r.input for r in openai_server.speech_requests)
+        assert spoken.endswith(apology(run))
+        heard = run.sink.segments[-1]
+        # The caller hears the apology in full, soon, then the line goes down.
+        assert heard.started_at - turn_ended < 8.0
+        assert not heard.interrupted and delete.received_at >= heard.finished_at
+        # One request and two retries, half a second apart (the framework's own: four, 2 s
+        # apart, then silence until the caller spoke again).
+        assert len(openai_server.chat_requests) == 3
+        await run.end_job()
+    assert len(livekit_server.calls("DeleteRoom")) == 1
+    record = saved_record()
+    assert (record.outcome, record.end_reason) == (Outcome.FAILED, "provider-error")
+    assert record.error.startswith("llm: ") and "overloaded" in record.error
+
+
+async def test_one_failed_request_is_retried_and_the_call_goes_on(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.script(http_error(503), reply("Sure, Tuesday at ten works."))
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await answered(run)
+        await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
+        await asyncio.sleep(1)
+
+        spoken = " ".join(r.input for r in openai_server.speech_requests)
+        assert spoken.endswith("Sure, Tuesday at ten works.")
+        assert "technical trouble" not in spoken
+        assert livekit_server.calls("DeleteRoom") == []
+        assert run.state.outcome is None
+
+
+async def test_the_apology_plays_from_its_cache_without_asking_the_tts(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    cache = GreetingAudioCache(tmp_path / "audio")
+    async with job(monkeypatch, livekit_server, openai_server, greeting_audio=cache) as run:
+        await answered(run)
+        key = apology_key(run.state)
+        for _ in range(100):  # synthesized in the background of the first call
+            if cache.get(key) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert cache.get(key) is not None
+
+    asked = len(openai_server.speech_requests)
+    openai_server.default_turn = http_error(500)
+    room = "call-_+15105550123_second"
+    async with job(
+        monkeypatch, livekit_server, openai_server, greeting_audio=cache, room_name=room
+    ) as run:
+        await answered(run)
+        run.session.generate_reply(user_input="Hello?")
+        for _ in range(TIMEOUT * 20):  # this call's DeleteRoom (the first call's came before)
+            if any(c.request.room == room for c in livekit_server.calls("DeleteRoom")):
+                break
+            await asyncio.sleep(0.05)
+
+        # Greeting and apology both came from the cache: the TTS was not asked again.
+        assert len(openai_server.speech_requests) == asked
+        played = sum(s.duration for s in run.sink.segments[1:])  # after the greeting
+        assert abs(played - cache.get(key).duration) < 0.2
+        assert run.state.outcome is Outcome.FAILED
+        assert [c.request.room for c in livekit_server.calls("DeleteRoom")][-1] == room
