@@ -7,7 +7,7 @@ import time
 
 from telephony.call.greeting_audio import GreetingAudioCache
 from telephony.call.provider_faults import APOLOGY_PROMPT, apology_key
-from telephony.devtools.standins.openai_server import http_error, reply
+from telephony.devtools.standins.openai_server import OpenAIStandin, http_error, reply
 from telephony.domain.settings import read_settings
 from telephony.records.model import Outcome
 from telephony.records.stores import close_stores, open_store
@@ -116,3 +116,44 @@ async def test_the_apology_plays_from_its_cache_without_asking_the_tts(
         assert abs(played - cache.get(key).duration) < 0.2
         assert run.state.outcome is Outcome.FAILED
         assert [c.request.room for c in livekit_server.calls("DeleteRoom")][-1] == room
+
+
+async def test_llm_down_with_a_fallback_the_fallback_answers_and_the_call_goes_on(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.default_turn = http_error(500, "the model is overloaded")
+    async with OpenAIStandin() as second:
+        second.script(reply("Sure, Tuesday at ten works."))
+        env = {"FALLBACK_LLM_MODEL": "gpt-4o-mini", "FALLBACK_LLM_BASE_URL": second.base_url}
+        async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+            await answered(run)
+            turn_ended = time.monotonic()
+            await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
+            await asyncio.wait_for(run.sink.wait_for_segments(2), TIMEOUT)
+
+            spoken = " ".join(r.input for r in openai_server.speech_requests)
+            assert spoken.endswith("Sure, Tuesday at ten works.")
+            assert "technical trouble" not in spoken
+            assert run.sink.segments[-1].started_at - turn_ended < 5.0
+            assert [r.body["model"] for r in second.chat_requests] == ["gpt-4o-mini"]
+            assert livekit_server.calls("DeleteRoom") == []
+            assert run.state.outcome is None
+
+
+async def test_a_stalled_llm_with_a_fallback_is_left_after_the_attempt_bound(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.default_turn = reply("Too late.", first_token_delay=30)
+    async with OpenAIStandin() as second:
+        second.script(reply("Sure, Tuesday at ten works."))
+        env = {"FALLBACK_LLM_MODEL": "gpt-4o-mini", "FALLBACK_LLM_BASE_URL": second.base_url}
+        async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
+            await answered(run)
+            turn_ended = time.monotonic()
+            await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
+            await asyncio.wait_for(run.sink.wait_for_segments(2), TIMEOUT)
+
+            assert run.sink.segments[-1].started_at - turn_ended < 6.0  # bound 2.5 s + answer
+            spoken = " ".join(r.input for r in openai_server.speech_requests)
+            assert spoken.endswith("Sure, Tuesday at ten works.") and "Too late" not in spoken
+            assert run.state.outcome is None

@@ -115,6 +115,23 @@ def test_deepgram_tts_gets_its_own_default_model():
     assert settings.models.tts_model.startswith("aura-")
 
 
+def test_the_fallback_llm_is_off_by_default_and_borrows_the_first_ones_endpoint_and_key():
+    off = read_settings(COMPLETE).models
+    assert off.fallback_llm_model == ""
+
+    on = read_settings(
+        {**COMPLETE, "FALLBACK_LLM_MODEL": "gpt-4o-mini", "OPENAI_BASE_URL": "http://proxy/v1"}
+    ).models
+    assert (on.fallback_llm_model, on.fallback_llm_base_url) == ("gpt-4o-mini", "http://proxy/v1")
+    assert on.fallback_llm_api_key == "sk-test" and "sk-test" not in repr(on)
+
+
+def test_a_fallback_llm_url_that_is_not_a_url_is_a_settings_problem():
+    with pytest.raises(SettingsError) as e:
+        read_settings({**COMPLETE, "FALLBACK_LLM_BASE_URL": "backup.example.com/v1"})
+    assert any(p.startswith("FALLBACK_LLM_BASE_URL=") for p in e.value.problems)
+
+
 def test_secrets_do_not_appear_in_repr():
     settings = read_settings(COMPLETE)
     assert "secret" not in repr(settings).replace("api_secret", "")

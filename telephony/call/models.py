@@ -61,9 +61,26 @@ def build_stt(models: ModelSettings) -> stt.STT:
     )
 
 
+# With a fallback LLM: how long the first one may take to start answering before the call
+# switches to the second (a caller should not wait more than ~3 s after their turn; a healthy
+# model's first token comes well within this).
+FALLBACK_LLM_ATTEMPT_SECONDS = 2.5
+
+
 def build_llm(models: ModelSettings) -> llm.LLM:
-    return openai.LLM(
+    primary = openai.LLM(
         model=models.llm_model, api_key=models.openai_api_key, base_url=models.openai_base_url
+    )
+    if not models.fallback_llm_model:
+        return primary
+    fallback = openai.LLM(
+        model=models.fallback_llm_model,
+        api_key=models.fallback_llm_api_key,
+        base_url=models.fallback_llm_base_url,
+    )
+    # No retry of a failed LLM: the next one answers instead, at once.
+    return llm.FallbackAdapter(
+        [primary, fallback], attempt_timeout=FALLBACK_LLM_ATTEMPT_SECONDS, max_retry_per_llm=0
     )
 
 

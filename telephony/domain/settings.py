@@ -66,6 +66,9 @@ SETTING_NAMES = (
     "WORKER_CONNECT_RETRIES",
     "TURN_DETECTOR",
     "INTERRUPTION_DETECTION",
+    "FALLBACK_LLM_MODEL",
+    "FALLBACK_LLM_BASE_URL",
+    "FALLBACK_LLM_API_KEY",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -95,6 +98,11 @@ class ModelSettings:
     deepgram_api_key: str = field(default="", repr=False)
     # Deepgram's API root; the STT streams to {root}/listen and the TTS posts to {root}/speak.
     deepgram_base_url: str = "https://api.deepgram.com/v1"
+    # A second LLM the call switches to when the first fails or is slow to start answering
+    # ("": none). Its endpoint and key default to the first one's.
+    fallback_llm_model: str = ""
+    fallback_llm_base_url: str = ""
+    fallback_llm_api_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -382,6 +390,14 @@ def parse_settings(
         deepgram_base_url=_api_root(
             env, "DEEPGRAM_BASE_URL", ModelSettings.deepgram_base_url, problems
         ),
+        fallback_llm_model=_text(env, "FALLBACK_LLM_MODEL"),
+        fallback_llm_base_url=_api_root(
+            env,
+            "FALLBACK_LLM_BASE_URL",
+            _text(env, "OPENAI_BASE_URL", ModelSettings.openai_base_url),
+            problems,
+        ),
+        fallback_llm_api_key=_text(env, "FALLBACK_LLM_API_KEY", _text(env, "OPENAI_API_KEY")),
     )
     models = _with_tts_defaults(models)
 
