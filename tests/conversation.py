@@ -25,22 +25,12 @@ from telephony.domain.dial_request import DialRequest
 from telephony.domain.prompts import Prompts
 from telephony.domain.settings import read_settings
 from telephony.worker.session import TelephonyAgent, greet
+from tests.harness import CALLER, ROOM, inbound_context
 
-CALLER = "sip_+15105550123"
+__all__ = ["CALLER", "Conversation", "FakeCallControl", "caller_context", "conversation"]
 
-
-def caller_context(**overrides: str) -> CallContext:
-    fields = {
-        "room_name": "call-test",
-        "direction": "inbound",
-        "participant_identity": CALLER,
-        "remote_number": "+15105550123",
-        "local_number": "+15105550100",
-        "call_id": "SCL_test",
-        "trunk_id": "ST_in",
-        "rule_id": "SDR_rule",
-    } | overrides
-    return CallContext(**fields)  # type: ignore[arg-type]
+# Who is on the line by default: the same inbound caller as tests/harness.py's.
+caller_context = inbound_context
 
 
 @dataclass
@@ -48,7 +38,7 @@ class FakeCallControl:
     """What the call asks of the LiveKit server, recorded; it answers as a healthy one does
     unless a test sets `transfer_result` or `dial_result`."""
 
-    room_name: str = "call-test"
+    room_name: str = ROOM
     transfer_result: TransferResult = field(default_factory=lambda: TransferResult(True))
     dial_result: DialResult | None = None
     transfers: list[tuple[str, str]] = field(default_factory=list)
