@@ -17,7 +17,7 @@ from livekit.agents.metrics.usage import LLMModelUsage, STTModelUsage, TTSModelU
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
 from telephony.call.call_context import ATTR_CALL_STATUS, CallContext
-from telephony.call.call_control import CallControl, DialResult
+from telephony.call.call_control import DialResult
 from telephony.call.call_state import CallState
 from telephony.call.ending import CallEnding
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
@@ -67,7 +67,7 @@ class CallRecorder:
         self._session = session
         session.once("close", self._on_close)
 
-    def watch_line(self, room: rtc.Room, identity: str, control: CallControl) -> None:
+    def watch_line(self, room: rtc.Room, identity: str) -> None:
         """Note the remote party leaving the line, from the room itself.
 
         The session's close reason cannot say who hung up: when a worker host ends the job
@@ -81,19 +81,20 @@ class CallRecorder:
             if participant.identity == identity and participant.disconnect_reason not in (
                 _NOT_THE_CALLER
             ):
-                self._line_dropped(control, reason_known=participant.disconnect_reason is not None)
+                self._line_dropped(reason_known=participant.disconnect_reason is not None)
 
         def status_changed(changed: dict[str, str], participant: rtc.Participant) -> None:
             if participant.identity == identity and changed.get(ATTR_CALL_STATUS) == "hangup":
-                self._line_dropped(control, reason_known=False)
+                self._line_dropped(reason_known=False)
 
         room.on("participant_disconnected", left)
         room.on("participant_attributes_changed", status_changed)
 
-    def _line_dropped(self, control: CallControl, *, reason_known: bool) -> None:
-        if self._ending is not None and self._ending.claimed:
+    def _line_dropped(self, *, reason_known: bool) -> None:
+        ending = self._ending
+        if ending is not None and ending.claimed:
             return  # the agent ended the call first (goodbye, transfer, voicemail, limits)
-        if not reason_known and control.hang_up_task is not None:
+        if not reason_known and ending is not None and ending.hang_up_task is not None:
             return  # we were hanging up already: this is the line going down after us
         self._caller_hung_up = True
 

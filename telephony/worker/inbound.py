@@ -37,7 +37,7 @@ async def answer_call(job: CallJob, dispatch_context: Mapping[str, str]) -> None
             await job.end(Outcome.CALLER_HUNG_UP, "no caller", error="nobody joined the room")
             return
         context = call_context_from_participant(participant, room_name=job.room_name)
-        job.recorder.watch_line(ctx.room, context.participant_identity, job.control)
+        job.recorder.watch_line(ctx.room, context.participant_identity)
 
     job.recorder.set_context(context)
     job.recorder.answered()

@@ -92,7 +92,7 @@ async def dial_and_converse(
         return
 
     job.recorder.answered()
-    job.recorder.watch_line(ctx.room, identity, job.control)
+    job.recorder.watch_line(ctx.room, identity)
     # Ringing does not count towards the time limit.
     watch_call_limits(session, state)
     # The SIP participant now carries the call id, our number and the trunk.
