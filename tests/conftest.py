@@ -7,16 +7,13 @@ import pytest
 
 from telephony.domain.settings import SETTING_NAMES
 from tests.record_fixtures import record_store, record_store_url  # noqa: F401
-from tests.standins.deepgram_fixtures import deepgram_server  # noqa: F401
+from tests.standins.deepgram_fixtures import NO_DEEPGRAM, deepgram_server  # noqa: F401
 from tests.standins.fixtures import livekit_server  # noqa: F401
 from tests.standins.openai_fixtures import openai_server  # noqa: F401
 
 # The prompts tests run with: a copy of the shipped ones, so that editing a shipped prompt
 # breaks no test (tests/test_prompts.py checks the shipped ones themselves).
 TEST_PROMPTS = Path(__file__).parent / "fixtures" / "prompts"
-# Where Deepgram requests go unless a test starts the stand-in (`deepgram_server`): a
-# local port nothing listens on, so no test can reach the real service.
-NO_DEEPGRAM = "http://127.0.0.1:9/v1"
 
 
 @pytest.fixture(autouse=True)

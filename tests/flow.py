@@ -41,11 +41,10 @@ from telephony.call.greeting_audio import GreetingAudioCache
 from telephony.call.turn_taking import VAD_MIN_SILENCE_SECONDS
 from telephony.devtools.bench.room import BenchRoom
 from telephony.devtools.bench.sink import RealTimeAudioSink
-from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 from telephony.devtools.standins.openai_server import OpenAIStandin
 from telephony.worker.job import run_job
-from tests.conftest import NO_DEEPGRAM
+from tests.standins.deepgram_fixtures import deepgram_for_the_call
 
 
 @dataclass
@@ -127,13 +126,10 @@ async def job(
         monkeypatch.setenv(name, value)
 
     async with contextlib.AsyncExitStack() as stack:
-        # The job's STT connects at the start: to the Deepgram stand-in, started here unless
-        # the test started its own (a dead STT is a provider failure: the call would end).
-        if os.environ.get("DEEPGRAM_BASE_URL") == NO_DEEPGRAM:
-            deepgram = await stack.enter_async_context(DeepgramStandin())
-            monkeypatch.setenv("DEEPGRAM_BASE_URL", deepgram.base_url)
-            # The next job of the same test starts its own.
-            stack.callback(monkeypatch.setenv, "DEEPGRAM_BASE_URL", NO_DEEPGRAM)
+        # The job's settings come from the environment; the next job of the same test gets
+        # the environment back as it was (and so a stand-in of its own).
+        stack.callback(monkeypatch.setenv, "DEEPGRAM_BASE_URL", os.environ["DEEPGRAM_BASE_URL"])
+        monkeypatch.setenv("DEEPGRAM_BASE_URL", await deepgram_for_the_call(stack))
         room = BenchRoom(room_name)
         run = JobRun(room=room, sink=RealTimeAudioSink(speed=audio_speed))
 

@@ -23,14 +23,13 @@ from telephony.call.call_control import CallControl
 from telephony.call.call_state import CallState
 from telephony.call.ending import hang_up_when_session_closes
 from telephony.devtools.bench.sink import RealTimeAudioSink
-from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 from telephony.devtools.standins.openai_server import OpenAIStandin
 from telephony.domain.dial_request import DialRequest
 from telephony.domain.prompts import Prompts
 from telephony.domain.settings import read_settings
 from telephony.worker.session import TelephonyAgent, build_session, greet
-from tests.conftest import NO_DEEPGRAM
+from tests.standins.deepgram_fixtures import deepgram_for_the_call
 
 ROOM = "call-test-room"
 CALLER = "sip_+15105550123"
@@ -70,11 +69,7 @@ async def running_call(
     audio_speed: float = 4.0,
 ) -> AsyncIterator[RunningCall]:
     async with contextlib.AsyncExitStack() as stack:
-        # The session's STT connects at the start: to the Deepgram stand-in, started here
-        # unless the test started its own.
-        deepgram_url = os.environ.get("DEEPGRAM_BASE_URL", NO_DEEPGRAM)
-        if deepgram_url == NO_DEEPGRAM:
-            deepgram_url = (await stack.enter_async_context(DeepgramStandin())).base_url
+        deepgram_url = await deepgram_for_the_call(stack)
         settings = read_settings(
             {
                 **os.environ,
