@@ -118,42 +118,50 @@ async def test_the_apology_plays_from_its_cache_without_asking_the_tts(
         assert [c.request.room for c in livekit_server.calls("DeleteRoom")][-1] == room
 
 
-async def test_llm_down_with_a_fallback_the_fallback_answers_and_the_call_goes_on(
-    monkeypatch, livekit_server, openai_server
-):
-    openai_server.default_turn = http_error(500, "the model is overloaded")
+ANSWER = "Sure, Tuesday at ten works."
+
+
+async def turn_with_a_fallback(monkeypatch, livekit_server, openai_server, *, assert_on):
+    """A call with a second LLM (a stand-in of its own, answering ANSWER): the caller takes a
+    turn, then `assert_on(run, second, seconds from the turn to the answer's audio)` runs
+    while the call is still up."""
     async with OpenAIStandin() as second:
-        second.script(reply("Sure, Tuesday at ten works."))
+        second.script(reply(ANSWER))
         env = {"FALLBACK_LLM_MODEL": "gpt-4o-mini", "FALLBACK_LLM_BASE_URL": second.base_url}
         async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
             await answered(run)
             turn_ended = time.monotonic()
             await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
             await asyncio.wait_for(run.sink.wait_for_segments(2), TIMEOUT)
+            assert_on(run, second, run.sink.segments[-1].started_at - turn_ended)
 
-            spoken = " ".join(r.input for r in openai_server.speech_requests)
-            assert spoken.endswith("Sure, Tuesday at ten works.")
-            assert "technical trouble" not in spoken
-            assert run.sink.segments[-1].started_at - turn_ended < 5.0
-            assert [r.body["model"] for r in second.chat_requests] == ["gpt-4o-mini"]
-            assert livekit_server.calls("DeleteRoom") == []
-            assert run.state.outcome is None
+
+async def test_llm_down_with_a_fallback_the_fallback_answers_and_the_call_goes_on(
+    monkeypatch, livekit_server, openai_server
+):
+    openai_server.default_turn = http_error(500, "the model is overloaded")
+
+    def check(run: JobRun, second: OpenAIStandin, answered_after: float) -> None:
+        spoken = " ".join(r.input for r in openai_server.speech_requests)
+        assert spoken.endswith(ANSWER)
+        assert "technical trouble" not in spoken
+        assert answered_after < 5.0
+        assert [r.body["model"] for r in second.chat_requests] == ["gpt-4o-mini"]
+        assert livekit_server.calls("DeleteRoom") == []
+        assert run.state.outcome is None
+
+    await turn_with_a_fallback(monkeypatch, livekit_server, openai_server, assert_on=check)
 
 
 async def test_a_stalled_llm_with_a_fallback_is_left_after_the_attempt_bound(
     monkeypatch, livekit_server, openai_server
 ):
     openai_server.default_turn = reply("Too late.", first_token_delay=30)
-    async with OpenAIStandin() as second:
-        second.script(reply("Sure, Tuesday at ten works."))
-        env = {"FALLBACK_LLM_MODEL": "gpt-4o-mini", "FALLBACK_LLM_BASE_URL": second.base_url}
-        async with job(monkeypatch, livekit_server, openai_server, env=env) as run:
-            await answered(run)
-            turn_ended = time.monotonic()
-            await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
-            await asyncio.wait_for(run.sink.wait_for_segments(2), TIMEOUT)
 
-            assert run.sink.segments[-1].started_at - turn_ended < 6.0  # bound 2.5 s + answer
-            spoken = " ".join(r.input for r in openai_server.speech_requests)
-            assert spoken.endswith("Sure, Tuesday at ten works.") and "Too late" not in spoken
-            assert run.state.outcome is None
+    def check(run: JobRun, second: OpenAIStandin, answered_after: float) -> None:
+        assert answered_after < 6.0  # bound 2.5 s + answer
+        spoken = " ".join(r.input for r in openai_server.speech_requests)
+        assert spoken.endswith(ANSWER) and "Too late" not in spoken
+        assert run.state.outcome is None
+
+    await turn_with_a_fallback(monkeypatch, livekit_server, openai_server, assert_on=check)
