@@ -40,12 +40,12 @@ PHONE_WIRING = CallWiring()
 
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before any call: nothing slow is left for the caller to wait on."""
-    proc.userdata["vad"] = inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
+    proc.userdata["vad"] = vad = inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
     proc.userdata["config"] = config = load_config()
     proc.userdata["greeting_audio"] = GreetingAudioCache(config.settings.greeting_audio_dir)
     models.warm_tls_context()
     # Used by this process's first call only (see CallJob.take_models).
-    proc.userdata["models"] = models.prebuild(config.settings.models)
+    proc.userdata["models"] = models.prebuild(config.settings.models, vad)
 
 
 # Imported once in the worker's forkserver, so every job process shares them copy-on-write

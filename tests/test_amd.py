@@ -499,8 +499,9 @@ async def test_callee_hanging_up_during_detection_leaves_no_message(
 async def test_nothing_is_said_before_the_verdict_even_when_the_reply_is_ready(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):
-    # The classifier takes 4 s; the agent's reply to "Hello, who's this?" is generated
-    # (LLM and TTS) long before that, and must wait for the verdict.
+    # The classifier takes 2 s (within the LLM's first-token bound); the agent's reply to
+    # "Hello, who's this?" is generated (LLM and TTS) long before that, and must wait for
+    # the verdict.
     words = "Hello, who's this?"
     callee = greeting(words)
     async with outbound_call(
@@ -511,7 +512,7 @@ async def test_nothing_is_said_before_the_verdict_even_when_the_reply_is_ready(
         callee,
         heard=[words],
         category="human",
-        classify_delay=4.0,
+        classify_delay=2.0,
     ) as call:
         run = call.run
         verdict = await call.verdict()

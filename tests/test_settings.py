@@ -155,3 +155,54 @@ def test_env_example_is_a_valid_configuration():
 
     values = {k: v or "" for k, v in dotenv_values(PROJECT_ROOT / ".env.example").items()}
     read_settings(values)  # raises with every problem if the example is broken
+
+
+def test_fallback_speech_is_off_by_default_and_takes_its_providers_defaults():
+    off = read_settings(COMPLETE).models
+    assert (off.fallback_tts_provider, off.fallback_stt_provider) == ("", "")
+    on = read_settings(
+        {**COMPLETE, "FALLBACK_TTS_PROVIDER": "deepgram", "FALLBACK_STT_PROVIDER": "openai"}
+    ).models
+    assert (on.fallback_tts_model, on.fallback_tts_voice) == ("aura-2-andromeda-en", "")
+    assert on.fallback_tts_base_url == on.deepgram_base_url
+    assert (on.fallback_stt_model, on.fallback_stt_base_url) == (
+        "gpt-4o-mini-transcribe",
+        on.openai_base_url,
+    )
+    assert set(on.fallbacks) == {"tts", "stt"}
+
+
+def test_a_fallback_that_is_the_provider_it_backs_up_is_a_settings_problem():
+    with pytest.raises(SettingsError) as e:
+        read_settings(
+            {
+                **COMPLETE,
+                "FALLBACK_LLM_MODEL": "gpt-4.1-mini",  # the LLM_MODEL default, same endpoint
+                "FALLBACK_TTS_PROVIDER": "openai",  # same model, voice and endpoint
+                "FALLBACK_STT_PROVIDER": "deepgram",
+                "FALLBACK_STT_MODEL": "nova-2",  # another model: fine
+                "FALLBACK_TTS_VOICE": "coral",  # another voice: fine
+            }
+        )
+    (problem,) = e.value.problems
+    assert problem.startswith("FALLBACK_LLM_MODEL names the same model at the same endpoint")
+    with pytest.raises(SettingsError) as e:
+        read_settings({**COMPLETE, "FALLBACK_TTS_PROVIDER": "openai"})
+    assert e.value.problems[0].startswith("FALLBACK_TTS_PROVIDER names the same model")
+    with pytest.raises(SettingsError) as e:
+        read_settings({**COMPLETE, "FALLBACK_STT_PROVIDER": "whisper"})
+    assert e.value.problems == ["FALLBACK_STT_PROVIDER='whisper' is not one of: , deepgram, openai"]
+
+
+def test_the_failure_transfer_takes_a_destination_name_or_a_number():
+    env = {**COMPLETE, "TRANSFER_DESTINATIONS": "front-desk=+16285551111"}
+    assert read_settings(env).provider_failure_transfer == ""
+    by_name = read_settings({**env, "PROVIDER_FAILURE_TRANSFER": "Front-Desk"})
+    assert by_name.provider_failure_transfer == "tel:+16285551111"
+    by_number = read_settings({**env, "PROVIDER_FAILURE_TRANSFER": "sip:help@pbx.example.com"})
+    assert by_number.provider_failure_transfer == "sip:help@pbx.example.com"
+    with pytest.raises(SettingsError) as e:
+        read_settings({**env, "PROVIDER_FAILURE_TRANSFER": "reception"})
+    (line,) = e.value.problems
+    assert line.startswith("PROVIDER_FAILURE_TRANSFER 'reception' is not a transfer destination")
+    assert line.endswith("(or name one of TRANSFER_DESTINATIONS: front-desk)")

@@ -785,3 +785,37 @@ async def test_status_refuses_the_shipped_placeholder_keys_without_asking_anyone
     assert result.code == 1
     assert "OPENAI_API_KEY is still the example value 'your-openai-api-key'" in result.out
     assert openai_server.models_requests == requests_before
+
+
+@pytest.mark.usefixtures("deepgram_server")
+async def test_status_shows_the_fallbacks_and_checks_their_endpoints(
+    livekit_server: LiveKitServerStandin, files, cli, monkeypatch
+):
+    await healthy(livekit_server, cli, monkeypatch)
+    async with OpenAIStandin() as second:
+        second.rejected_keys.add("sk-test-not-a-real-key")
+        monkeypatch.setenv("FALLBACK_LLM_MODEL", "gpt-4o-mini")
+        monkeypatch.setenv("FALLBACK_LLM_BASE_URL", second.base_url)
+        monkeypatch.setenv("PROVIDER_FAILURE_TRANSFER", "+16285551111")
+
+        result = await cli("status")
+
+    assert f"fallback LLM: gpt-4o-mini at {second.base_url}" in result.out
+    assert "no fallback TTS, STT: set FALLBACK_TTS_PROVIDER, FALLBACK_STT_PROVIDER" in result.out
+    assert "the caller hears the apology, then transferred to tel:+16285551111" in result.out
+    # The fallback's endpoint refuses the key: found now, not when the first LLM fails.
+    assert result.code == 1
+    assert f"FALLBACK_LLM_API_KEY was refused by {second.base_url}/models" in result.out
+
+
+@pytest.mark.usefixtures("deepgram_server")
+async def test_status_without_fallbacks_says_what_a_caller_hears(
+    livekit_server: LiveKitServerStandin, files, cli, monkeypatch
+):
+    await healthy(livekit_server, cli, monkeypatch)
+
+    result = await cli("status")
+
+    assert "no fallback LLM, TTS, STT" in result.out
+    assert "the caller hears the apology, then the call hangs up" in result.out
+    assert result.out.rstrip().endswith("all checks passed")

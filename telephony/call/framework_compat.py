@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import AgentServer, AgentSession, JobContext, ToolError
+from livekit.agents import AgentServer, AgentSession, JobContext, ToolError, llm, stt, tts
 from livekit.agents import __version__ as AGENTS_VERSION
 from livekit.agents.beta.workflows import WarmTransferTask
 from livekit.agents.utils import http_context
@@ -45,8 +45,12 @@ PRIVATE_NAMES: dict[type | object, tuple[str, ...]] = {
     rtc.Participant: ("_info",),
     openai.LLM: ("_client",),
     openai.TTS: ("_client",),
+    openai.STT: ("_client",),
     deepgram.STT: ("_opts",),
     deepgram.TTS: ("_opts",),
+    llm.FallbackAdapter: ("_llm_instances",),
+    tts.FallbackAdapter: ("_tts_instances",),
+    stt.FallbackAdapter: ("_stt_instances",),
 }
 
 
@@ -104,14 +108,32 @@ def vad_min_silence(vad: Any) -> float | None:
     return silence
 
 
-def openai_client(model: openai.LLM | openai.TTS) -> Any:
+def openai_client(model: openai.LLM | openai.TTS | openai.STT) -> Any:
     """The OpenAI SDK client an OpenAI plugin model calls through."""
     return model._client
 
 
+def adapter_instances(model: Any) -> list[Any]:
+    """The models a fallback adapter tries, in order; a model alone is a list of one."""
+    if isinstance(model, llm.FallbackAdapter):
+        return list(model._llm_instances)
+    if isinstance(model, tts.FallbackAdapter):
+        return list(model._tts_instances)
+    if isinstance(model, stt.FallbackAdapter):
+        return list(model._stt_instances)
+    return [model]
+
+
+def adapter_chain(model: Any) -> list[Any]:
+    """The plugins a fallback adapter tries, in order (a bound TTS stands for its plugin)."""
+    return [getattr(m, "inner", m) for m in adapter_instances(model)]
+
+
 def plugin_endpoint(model: Any) -> str:
-    """The URL a speech or language model of the OpenAI or Deepgram plugin will call."""
-    if isinstance(model, openai.LLM | openai.TTS):
+    """The URL a speech or language model of the OpenAI or Deepgram plugin will call (the
+    first one of a fallback adapter)."""
+    model = adapter_chain(model)[0]
+    if isinstance(model, openai.LLM | openai.TTS | openai.STT):
         return str(openai_client(model).base_url)
     if isinstance(model, deepgram.STT):
         return str(model._opts.endpoint_url)

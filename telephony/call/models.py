@@ -12,8 +12,10 @@ import logging
 from dataclasses import dataclass
 
 from livekit.agents import llm, stt, tts
+from livekit.agents import vad as vad_base
 from livekit.plugins import deepgram, openai
 
+from telephony.call import provider_bounds
 from telephony.call.framework_compat import build_tls_context_ahead
 from telephony.domain.settings import ModelSettings
 
@@ -29,15 +31,21 @@ class CallModels:
     tts: tts.TTS
 
 
-def build_models(models: ModelSettings) -> CallModels:
-    return CallModels(stt=build_stt(models), llm=build_llm(models), tts=build_tts(models))
+def build_models(models: ModelSettings, vad: vad_base.VAD | None = None) -> CallModels:
+    """The call's models: each provider with its fallback, if one is set, and the bounds
+    and retries chosen for a phone call (telephony.call.provider_bounds)."""
+    return CallModels(
+        stt=provider_bounds.phone_stt(build_stt(models), fallback_stt(models), vad),
+        llm=provider_bounds.phone_llm(build_llm(models), fallback_llm(models)),
+        tts=provider_bounds.phone_tts(build_tts(models), fallback_tts(models)),
+    )
 
 
-def prebuild(models: ModelSettings) -> CallModels | None:
+def prebuild(models: ModelSettings, vad: vad_base.VAD | None = None) -> CallModels | None:
     """The models, built ahead of the call; None if they cannot be (a missing key): the
     call then builds them itself and reports the problem there."""
     try:
-        return build_models(models)
+        return build_models(models, vad)
     except Exception as e:
         logger.warning("could not build the speech and language models ahead: %s", e)
         return None
@@ -53,47 +61,81 @@ def warm_tls_context() -> None:
 
 
 def build_stt(models: ModelSettings) -> stt.STT:
+    """The speech-to-text as configured (STT_MODEL, STT_LANGUAGE, Deepgram)."""
+    return speech_to_text("deepgram", models.stt_model, models, models.deepgram_base_url)
+
+
+def fallback_stt(models: ModelSettings) -> stt.STT | None:
+    provider = models.fallback_stt_provider
+    if not provider:
+        return None
+    return speech_to_text(provider, models.fallback_stt_model, models, models.fallback_stt_base_url)
+
+
+def speech_to_text(provider: str, model: str, models: ModelSettings, api_root: str) -> stt.STT:
+    if provider == "openai":
+        # OpenAI's HTTP transcription: one request per utterance (the VAD cuts them).
+        return openai.STT(
+            model=model,
+            language=models.stt_language.split("-")[0],
+            api_key=models.openai_api_key,
+            base_url=api_root,
+            use_realtime=False,
+        )
     return deepgram.STT(
-        model=models.stt_model,
+        model=model,
         language=models.stt_language,
         api_key=models.deepgram_api_key,
-        base_url=f"{models.deepgram_base_url}/listen",
+        base_url=f"{api_root}/listen",
     )
-
-
-# With a fallback LLM: how long the first one may take to start answering before the call
-# switches to the second (a caller should not wait more than ~3 s after their turn; a healthy
-# model's first token comes well within this).
-FALLBACK_LLM_ATTEMPT_SECONDS = 2.5
 
 
 def build_llm(models: ModelSettings) -> llm.LLM:
-    primary = openai.LLM(
+    """The LLM as configured (LLM_MODEL at OPENAI_BASE_URL)."""
+    return openai.LLM(
         model=models.llm_model, api_key=models.openai_api_key, base_url=models.openai_base_url
     )
+
+
+def fallback_llm(models: ModelSettings) -> llm.LLM | None:
     if not models.fallback_llm_model:
-        return primary
-    fallback = openai.LLM(
+        return None
+    return openai.LLM(
         model=models.fallback_llm_model,
         api_key=models.fallback_llm_api_key,
         base_url=models.fallback_llm_base_url,
     )
-    # No retry of a failed LLM: the next one answers instead, at once.
-    return llm.FallbackAdapter(
-        [primary, fallback], attempt_timeout=FALLBACK_LLM_ATTEMPT_SECONDS, max_retry_per_llm=0
-    )
 
 
 def build_tts(models: ModelSettings) -> tts.TTS:
-    if models.tts_provider == "deepgram":
-        return deepgram.TTS(
-            model=models.tts_model,
-            api_key=models.deepgram_api_key,
-            base_url=f"{models.deepgram_base_url}/speak",
-        )
-    return openai.TTS(
-        model=models.tts_model,
-        voice=models.tts_voice,
-        api_key=models.openai_api_key,
-        base_url=models.openai_base_url,
+    """The TTS as configured (TTS_PROVIDER, TTS_MODEL, TTS_VOICE)."""
+    return text_to_speech(
+        models.tts_provider,
+        models.tts_model,
+        models.tts_voice,
+        models,
+        models.api_root(models.tts_provider),
     )
+
+
+def fallback_tts(models: ModelSettings) -> tts.TTS | None:
+    provider = models.fallback_tts_provider
+    if not provider:
+        return None
+    return text_to_speech(
+        provider,
+        models.fallback_tts_model,
+        models.fallback_tts_voice,
+        models,
+        models.fallback_tts_base_url,
+    )
+
+
+def text_to_speech(
+    provider: str, model: str, voice: str, models: ModelSettings, api_root: str
+) -> tts.TTS:
+    if provider == "deepgram":
+        return deepgram.TTS(
+            model=model, api_key=models.deepgram_api_key, base_url=f"{api_root}/speak"
+        )
+    return openai.TTS(model=model, voice=voice, api_key=models.openai_api_key, base_url=api_root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -69,10 +69,19 @@ SETTING_NAMES = (
     "FALLBACK_LLM_MODEL",
     "FALLBACK_LLM_BASE_URL",
     "FALLBACK_LLM_API_KEY",
+    "FALLBACK_TTS_PROVIDER",
+    "FALLBACK_TTS_MODEL",
+    "FALLBACK_TTS_VOICE",
+    "FALLBACK_TTS_BASE_URL",
+    "FALLBACK_STT_PROVIDER",
+    "FALLBACK_STT_MODEL",
+    "FALLBACK_STT_BASE_URL",
+    "PROVIDER_FAILURE_TRANSFER",
 )
 
 GreetingMode = Literal["say", "generate"]
 TtsProvider = Literal["openai", "deepgram"]
+SttProvider = Literal["deepgram", "openai"]
 
 
 class SettingsError(Exception):
@@ -103,6 +112,40 @@ class ModelSettings:
     fallback_llm_model: str = ""
     fallback_llm_base_url: str = ""
     fallback_llm_api_key: str = field(default="", repr=False)
+    # A second TTS and a second STT ("" provider: none), each at its provider's API root
+    # (OPENAI_BASE_URL or DEEPGRAM_BASE_URL unless set), with that provider's key.
+    fallback_tts_provider: TtsProvider | Literal[""] = ""
+    fallback_tts_model: str = ""
+    fallback_tts_voice: str = ""
+    fallback_tts_base_url: str = ""
+    fallback_stt_provider: SttProvider | Literal[""] = ""
+    fallback_stt_model: str = ""
+    fallback_stt_base_url: str = ""
+
+    def api_root(self, provider: str) -> str:
+        return self.deepgram_base_url if provider == "deepgram" else self.openai_base_url
+
+    def api_key(self, provider: str) -> str:
+        return self.deepgram_api_key if provider == "deepgram" else self.openai_api_key
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """The configured fallbacks, one line each ("llm", "tts", "stt"), for `status`."""
+        lines = {}
+        if self.fallback_llm_model:
+            lines["llm"] = f"{self.fallback_llm_model} at {self.fallback_llm_base_url}"
+        if self.fallback_tts_provider:
+            voice = f" ({self.fallback_tts_voice})" if self.fallback_tts_voice else ""
+            lines["tts"] = (
+                f"{self.fallback_tts_provider} {self.fallback_tts_model}{voice} "
+                f"at {self.fallback_tts_base_url}"
+            )
+        if self.fallback_stt_provider:
+            lines["stt"] = (
+                f"{self.fallback_stt_provider} {self.fallback_stt_model} "
+                f"at {self.fallback_stt_base_url}"
+            )
+        return lines
 
 
 @dataclass(frozen=True)
@@ -158,6 +201,10 @@ class Settings:
     turn_detector: str = "local"
     # Interruptions: "vad" (local) or "adaptive" (LiveKit's cloud barge-in model).
     interruption_detection: str = "vad"
+    # When no provider can answer: after the apology, transfer the caller here (a
+    # TRANSFER_DESTINATIONS name or a number/SIP URI, as a transfer target) instead of
+    # hanging up; "" hangs up.
+    provider_failure_transfer: str = ""
 
     def missing_for(self, command: str) -> list[str]:
         """What a worker command needs that is not set, or is still an example value: one
@@ -399,7 +446,7 @@ def parse_settings(
         ),
         fallback_llm_api_key=_text(env, "FALLBACK_LLM_API_KEY", _text(env, "OPENAI_API_KEY")),
     )
-    models = _with_tts_defaults(models)
+    models = _with_fallback_speech(env, _with_tts_defaults(models), problems)
 
     # Relative folders are relative to the project, wherever the worker is started from.
     prompts_dir = PROJECT_ROOT / _text(env, "PROMPTS_DIR", "prompts")
@@ -452,6 +499,7 @@ def parse_settings(
         interruption_detection=_choice(
             env, "INTERRUPTION_DETECTION", "vad", ("vad", "adaptive"), problems
         ),
+        provider_failure_transfer=_failure_transfer(env, destinations, problems),
         worker_http_port=_whole_number(env, "WORKER_HTTP_PORT", None, problems, high=65535),
         worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)
         or 0,
@@ -466,17 +514,92 @@ def parse_settings(
     return settings, problems
 
 
+# Each provider's TTS model and voice when left empty (Deepgram names the voice inside the
+# model id; it has no separate voice), and its STT model.
+TTS_DEFAULTS = {"deepgram": ("aura-2-andromeda-en", ""), "openai": ("gpt-4o-mini-tts", "ash")}
+STT_DEFAULTS = {"deepgram": "nova-3", "openai": "gpt-4o-mini-transcribe"}
+
+
 def _with_tts_defaults(models: ModelSettings) -> ModelSettings:
     """Fill the TTS model and voice from the provider when they were left empty."""
-    if models.tts_provider == "deepgram":
-        # Deepgram names the voice inside the model id; it has no separate voice.
-        defaults = ("aura-2-andromeda-en", "")
-    else:
-        defaults = ("gpt-4o-mini-tts", "ash")
-    return ModelSettings(
-        **{
-            **models.__dict__,
-            "tts_model": models.tts_model or defaults[0],
-            "tts_voice": models.tts_voice or defaults[1],
-        }
+    model, voice = TTS_DEFAULTS[models.tts_provider]
+    return replace(models, tts_model=models.tts_model or model, tts_voice=models.tts_voice or voice)
+
+
+def _with_fallback_speech(
+    env: Mapping[str, str], models: ModelSettings, problems: list[str]
+) -> ModelSettings:
+    """The second TTS and STT: a provider, its defaults, and its API root."""
+    tts = _choice(env, "FALLBACK_TTS_PROVIDER", "", ("", "openai", "deepgram"), problems)
+    stt = _choice(env, "FALLBACK_STT_PROVIDER", "", ("", "deepgram", "openai"), problems)
+    models = replace(models, fallback_tts_provider=tts, fallback_stt_provider=stt)  # type: ignore[arg-type]
+    if tts:
+        model, voice = TTS_DEFAULTS[tts]
+        models = replace(
+            models,
+            fallback_tts_model=_text(env, "FALLBACK_TTS_MODEL", model),
+            fallback_tts_voice=_text(env, "FALLBACK_TTS_VOICE", voice),
+            fallback_tts_base_url=_api_root(
+                env, "FALLBACK_TTS_BASE_URL", models.api_root(tts), problems
+            ),
+        )
+    if stt:
+        models = replace(
+            models,
+            fallback_stt_model=_text(env, "FALLBACK_STT_MODEL", STT_DEFAULTS[stt]),
+            fallback_stt_base_url=_api_root(
+                env, "FALLBACK_STT_BASE_URL", models.api_root(stt), problems
+            ),
+        )
+    problems.extend(_fallbacks_that_fail_together(models))
+    return models
+
+
+def _fallbacks_that_fail_together(models: ModelSettings) -> list[str]:
+    """A fallback identical to the provider it backs up would fail with it."""
+    same = []
+    if models.fallback_llm_model and (models.fallback_llm_model, models.fallback_llm_base_url) == (
+        models.llm_model,
+        models.openai_base_url,
+    ):
+        same.append(("FALLBACK_LLM_MODEL", "the LLM", "FALLBACK_LLM_BASE_URL"))
+    tts = (
+        models.tts_provider,
+        models.tts_model,
+        models.tts_voice,
+        models.api_root(models.tts_provider),
     )
+    fallback_tts = (
+        models.fallback_tts_provider,
+        models.fallback_tts_model,
+        models.fallback_tts_voice,
+        models.fallback_tts_base_url,
+    )
+    if tts == fallback_tts:
+        same.append(("FALLBACK_TTS_PROVIDER", "the TTS", "FALLBACK_TTS_BASE_URL"))
+    if (models.fallback_stt_provider, models.fallback_stt_model, models.fallback_stt_base_url) == (
+        "deepgram",
+        models.stt_model,
+        models.deepgram_base_url,
+    ):
+        same.append(("FALLBACK_STT_PROVIDER", "the speech-to-text", "FALLBACK_STT_BASE_URL"))
+    return [
+        f"{name} names the same model at the same endpoint as {what}, so it would fail "
+        f"with it: choose another model or provider, or set {url}"
+        for name, what, url in same
+    ]
+
+
+def _failure_transfer(
+    env: Mapping[str, str], destinations: Mapping[str, str], problems: list[str]
+) -> str:
+    """Where a caller goes when no provider can answer: a destination name or a target."""
+    raw = _text(env, "PROVIDER_FAILURE_TRANSFER")
+    if not raw or raw.lower() in destinations:
+        return destinations.get(raw.lower(), "")
+    try:
+        return transfer_uri(raw, field="PROVIDER_FAILURE_TRANSFER")
+    except InvalidDestination as e:
+        names = ", ".join(destinations) or "none set"
+        problems.append(f"{e} (or name one of TRANSFER_DESTINATIONS: {names})")
+        return ""

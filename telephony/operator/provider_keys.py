@@ -17,26 +17,60 @@ from telephony.operator.provisioning import Check, ok, problem
 
 
 async def provider_key_checks(models: ModelSettings, timeout: float) -> list[Check]:
-    """One line per provider key: accepted, refused, or the provider not reachable."""
+    """One line per provider key: accepted, refused, or the provider not reachable (each
+    fallback's endpoint too, where it is not the first provider's)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
         return list(
             await asyncio.gather(
-                _check(
-                    http,
-                    "OPENAI_API_KEY",
-                    f"{models.openai_base_url}/models",
-                    {"Authorization": f"Bearer {models.openai_api_key}"},
-                    timeout,
-                ),
-                _check(
-                    http,
-                    "DEEPGRAM_API_KEY",
-                    f"{models.deepgram_base_url}/projects",
-                    {"Authorization": f"Token {models.deepgram_api_key}"},
-                    timeout,
-                ),
+                *(
+                    _check(http, label, url, headers, timeout)
+                    for label, url, headers in _endpoints(models)
+                )
             )
         )
+
+
+def _endpoints(models: ModelSettings) -> list[tuple[str, str, dict[str, str]]]:
+    """(what is checked, the URL, its headers) for every endpoint a call may use, once each."""
+
+    def key_check(
+        provider: str, root: str, key: str, label: str
+    ) -> tuple[str, str, dict[str, str]]:
+        if provider == "deepgram":
+            return label, f"{root}/projects", {"Authorization": f"Token {key}"}
+        return label, f"{root}/models", {"Authorization": f"Bearer {key}"}
+
+    endpoints = [
+        key_check("openai", models.openai_base_url, models.openai_api_key, "OPENAI_API_KEY"),
+        key_check(
+            "deepgram", models.deepgram_base_url, models.deepgram_api_key, "DEEPGRAM_API_KEY"
+        ),
+    ]
+    if models.fallback_llm_model:
+        endpoints.append(
+            key_check(
+                "openai",
+                models.fallback_llm_base_url,
+                models.fallback_llm_api_key,
+                "FALLBACK_LLM_API_KEY",
+            )
+        )
+    for kind, provider, root in (
+        ("TTS", models.fallback_tts_provider, models.fallback_tts_base_url),
+        ("STT", models.fallback_stt_provider, models.fallback_stt_base_url),
+    ):
+        if provider:
+            key = f"{provider.upper()}_API_KEY"
+            endpoints.append(
+                key_check(provider, root, models.api_key(provider), f"{key} (fallback {kind})")
+            )
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for label, url, headers in endpoints:
+        if (url, headers["Authorization"]) not in seen:
+            seen.add((url, headers["Authorization"]))
+            unique.append((label, url, headers))
+    return unique
 
 
 async def _check(

@@ -21,7 +21,7 @@ from telephony.call.call_context import CallContext
 from telephony.call.call_limits import user_away_timeout
 from telephony.call.call_state import CallState
 from telephony.call.greeting_audio import greeting_key, tts_voice_identity
-from telephony.call.provider_faults import PHONE_CONN_OPTIONS
+from telephony.call.provider_bounds import SESSION_CONN_OPTIONS
 from telephony.call.room import PHONE_AUDIO_INPUT
 from telephony.call.turn_taking import phone_turn_handling
 from tools import call_tools
@@ -69,7 +69,7 @@ class TelephonyAgent(Agent):
 def build_session(
     state: CallState, vad: vad_base.VAD | None, call_models: models.CallModels | None = None
 ) -> AgentSession[CallState]:
-    call_models = call_models or models.build_models(state.settings.models)
+    call_models = call_models or models.build_models(state.settings.models, vad)
     return AgentSession[CallState](
         stt=call_models.stt,
         llm=call_models.llm,
@@ -78,8 +78,8 @@ def build_session(
         turn_handling=phone_turn_handling(state.settings),
         # The framework's away timer drives the silence limit (telephony.call.call_limits).
         user_away_timeout=user_away_timeout(state.settings),
-        # Retries for a phone call: a provider that is down is given up on in about a second.
-        conn_options=PHONE_CONN_OPTIONS,
+        # The provider adapters retry, with bounds for a phone call (provider_bounds).
+        conn_options=SESSION_CONN_OPTIONS,
         userdata=state,
     )
 

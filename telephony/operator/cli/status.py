@@ -61,6 +61,9 @@ def _status(args: argparse.Namespace) -> int:
     _print(keys)
     checks += keys
 
+    print("when a provider fails")
+    _print(failure_plan(settings))
+
     url = settings.livekit_url
     print(f"LiveKit{f' at {url}' if url else ''}")
     if prov.livekit_problems(settings, settings_problems):
@@ -84,6 +87,32 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     print(f"all checks passed{noted}")
     return 0
+
+
+def failure_plan(settings: Settings) -> list[Check]:
+    """The fallbacks set, and what a caller hears when no provider can answer."""
+    fallbacks = settings.models.fallbacks
+    lines = [ok(f"fallback {kind.upper()}: {what}") for kind, what in fallbacks.items()]
+    setting = {
+        "llm": "FALLBACK_LLM_MODEL",
+        "tts": "FALLBACK_TTS_PROVIDER",
+        "stt": "FALLBACK_STT_PROVIDER",
+    }
+    missing = [kind for kind in setting if kind not in fallbacks]
+    if missing:
+        lines.append(
+            note(
+                f"no fallback {', '.join(k.upper() for k in missing)}: set "
+                f"{', '.join(setting[k] for k in missing)} to add one"
+            )
+        )
+    then = (
+        f"then transferred to {settings.provider_failure_transfer}"
+        if settings.provider_failure_transfer
+        else "then the call hangs up"
+    )
+    lines.append(ok(f"when none can answer: the caller hears the apology, {then}"))
+    return lines
 
 
 async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Check]:
