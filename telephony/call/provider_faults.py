@@ -1,11 +1,16 @@
-"""When a provider fails mid-call, the caller hears an apology, never silence.
+"""When no provider can answer mid-call, the caller hears an apology, never silence.
 
-The framework retries a failed request (`PHONE_CONN_OPTIONS`); a request that still fails
-is an unrecoverable error event, and the framework itself would only close the session on
-the fourth one in a row: the caller would sit in silence until then. Here the first one
-ends the call: the apology (prompts/provider_failure.txt) is said in full, then the call
-hangs up, with the outcome `failed`, the reason `provider-error` and the provider's error in
-the call record (and so in the webhook).
+A failed request is retried or handed to a fallback (telephony.call.provider_bounds); one
+that still fails is an unrecoverable error event, and the framework itself would only close
+the session on the fourth one in a row: the caller would sit in silence until then. Here
+the first one ends the call the way the operator chose:
+- by default, the apology (prompts/provider_failure.txt) is said in full, then the call
+  hangs up: outcome `failed`;
+- with PROVIDER_FAILURE_TRANSFER, prompts/provider_failure_transfer.txt is said, then the
+  caller is transferred there (SIP REFER): outcome `transferred`; if the transfer fails,
+  the call hangs up: outcome `failed`.
+Either way the record (and so the webhook) has the reason `provider-error` and the error
+of the provider that failed first, e.g. `llm: APIStatusError: ... overloaded`.
 
 The apology's audio is synthesized once, early in the first call, and kept with the
 greeting audio, so it plays even when the TTS is the provider that failed.
@@ -15,14 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from livekit.agents import AgentSession, APIConnectOptions
+from livekit.agents import AgentSession
 from livekit.agents import tts as tts_base
-from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.events import ErrorEvent
 
 from telephony.call.call_state import CallState
 from telephony.call.ending import end_call
+from telephony.call.framework_compat import adapter_instances
 from telephony.call.greeting_audio import CachedAudio, greeting_key, tts_voice_identity
 from telephony.records.model import Outcome
 
@@ -30,19 +36,20 @@ logger = logging.getLogger("telephony.call.provider_faults")
 
 PROVIDER_ERROR = "provider-error"
 APOLOGY_PROMPT = "provider_failure"
+TRANSFER_APOLOGY_PROMPT = "provider_failure_transfer"
 
-# A failed request is retried twice, half a second apart: one hiccup is covered, and a
-# provider that is down is given up on in about a second, not the framework's ~6 s.
-PHONE_API_OPTIONS = APIConnectOptions(max_retry=2, retry_interval=0.5)
-PHONE_CONN_OPTIONS = SessionConnectOptions(
-    stt_conn_options=PHONE_API_OPTIONS,
-    llm_conn_options=PHONE_API_OPTIONS,
-    tts_conn_options=PHONE_API_OPTIONS,
-)
+
+def failure_transfer(state: CallState) -> str:
+    """Where the caller goes when no provider can answer; "" hangs up."""
+    return state.settings.provider_failure_transfer if state.context.is_phone_call else ""
+
+
+def apology_text(state: CallState) -> str:
+    return state.render(TRANSFER_APOLOGY_PROMPT if failure_transfer(state) else APOLOGY_PROMPT)
 
 
 def apology_key(state: CallState) -> str:
-    return greeting_key(state.render(APOLOGY_PROMPT), tts_voice_identity(state.settings.models))
+    return greeting_key(apology_text(state), tts_voice_identity(state.settings.models))
 
 
 def cached_apology(state: CallState) -> CachedAudio | None:
@@ -56,50 +63,101 @@ async def cache_apology(state: CallState, tts: tts_base.TTS | None) -> None:
     if tts is None or state.greeting_audio is None or cached_apology(state) is not None:
         return
     try:
-        frames = [event.frame async for event in tts.synthesize(state.render(APOLOGY_PROMPT))]
+        frames = [event.frame async for event in tts.synthesize(apology_text(state))]
     except Exception as e:  # the TTS is down already: the apology falls back to the TTS later
         logger.warning("could not synthesize the apology ahead: %s", e)
         return
     state.greeting_audio.put(apology_key(state), frames)
 
 
+class _ProviderErrors:
+    """The latest error of each provider behind the session's adapters: an adapter reports
+    only that all its providers failed, the record should say why."""
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self.latest: dict[str, str] = {}
+        for model in (session.stt, session.llm, session.tts):
+            for instance in adapter_instances(model):
+                instance.on("error", self._note)
+                inner = getattr(instance, "inner", None)  # a bound TTS's plugin
+                if inner is not None:
+                    inner.on("error", self._note)
+
+    def _note(self, error: Any) -> None:
+        kind = getattr(error, "type", "provider_error").removesuffix("_error")
+        self.latest[kind] = _describe(getattr(error, "error", error))
+
+    def why(self, error: Any) -> str:
+        kind = getattr(error, "type", "provider_error").removesuffix("_error")
+        return f"{kind}: {self.latest.get(kind) or _describe(getattr(error, 'error', error))}"
+
+
+def _describe(error: object) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
 def apologize_on_provider_failure(session: AgentSession[CallState], state: CallState) -> None:
     """End the call with the apology on the first provider error the retries did not cover."""
     tasks: set[asyncio.Task[None]] = set()
+    errors = _ProviderErrors(session)
+    failed = asyncio.Event()  # set once: later errors of the same outage change nothing
 
     def on_error(event: ErrorEvent) -> None:
         error = event.error
-        if getattr(error, "recoverable", True) or state.ending.claimed:
+        if getattr(error, "recoverable", True) or state.ending.claimed or failed.is_set():
             return
-        kind = getattr(error, "type", "provider_error").removesuffix("_error")
-        detail = f"{kind}: {type(getattr(error, 'error', error)).__name__}"
-        message = str(getattr(error, "error", error))
-        logger.error(
-            "%s failed after its retries (%s): apologizing, then hanging up", kind, message
-        )
-        task = asyncio.create_task(
-            _apologize(session, state, f"{detail}: {message}"[:500]), name="provider-apology"
-        )
+        failed.set()
+        why = errors.why(error)[:500]
+        logger.error("%s: no provider could answer; apologizing, then ending the call", why)
+        start(_end_for_provider_failure(session, state, why), "provider-apology")
+
+    def start(coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     session.on("error", on_error)
     if state.greeting_audio is not None:
-        task = asyncio.create_task(cache_apology(state, session.tts), name="cache-apology")
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        start(cache_apology(state, session.tts), "cache-apology")
     session.once("close", lambda _: [t.cancel() for t in list(tasks)])
 
 
-async def _apologize(session: AgentSession[CallState], state: CallState, error: str) -> None:
+async def _end_for_provider_failure(
+    session: AgentSession[CallState], state: CallState, error: str
+) -> None:
+    text = apology_text(state)
     cached = cached_apology(state)
+    uri = failure_transfer(state)
+    if uri:
+        try:
+            ready = {"audio": cached.frames()} if cached is not None else {}
+            await session.say(text, allow_interruptions=False, **ready)
+        except RuntimeError:  # the session is closing: the caller hung up
+            return
+        if state.ending.claimed:
+            return
+        result = await state.control.transfer(state.context.participant_identity, uri)
+        if result.ok:
+            logger.info("the caller was transferred after the provider failure")
+            await end_call(
+                session,
+                state.ending,
+                Outcome.TRANSFERRED,
+                PROVIDER_ERROR,
+                error=error,
+                transferred_to=uri,
+            )
+            return
+        logger.error("the transfer after the provider failure failed: %s", result.detail)
+        error = f"{error}; then the transfer failed: {result.detail}"[:500]
+        await end_call(session, state.ending, Outcome.FAILED, PROVIDER_ERROR, error=error)
+        return
     await end_call(
         session,
         state.ending,
         Outcome.FAILED,
         PROVIDER_ERROR,
-        goodbye=state.render(APOLOGY_PROMPT),
+        goodbye=text,
         goodbye_audio=cached.frames() if cached is not None else None,
         error=error,
-        drain=False,
     )

@@ -30,6 +30,7 @@ PROMPT_NAMES = (
     "warm_transfer_hold",  # said before the caller is put on hold for a warm transfer
     "keypad_instructions",  # added to the instructions when a keypad menu is configured
     "provider_failure",  # said before hanging up when a speech or language provider fails
+    "provider_failure_transfer",  # ... before transferring instead (PROVIDER_FAILURE_TRANSFER)
 )
 
 # What a template may ask for. Values come from settings and the call context.
