@@ -5,10 +5,13 @@ drops its listen connections. The product's fault handling and the benchmark's f
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx2 as httpx
 import pytest
+import pytest_asyncio
 from livekit import rtc
 from livekit.agents import (
     APIConnectionError,
@@ -18,7 +21,9 @@ from livekit.agents import (
     llm,
     stt,
 )
+from livekit.agents.utils import http_context
 
+from telephony.devtools.standins.deepgram_server import DROP_CLOSE_CODE, DeepgramStandin
 from telephony.devtools.standins.openai_server import OpenAIStandin, reply
 
 NO_RETRY = APIConnectOptions(max_retry=0)
@@ -232,3 +237,113 @@ async def test_whisper_gets_verbose_json_with_the_language(openai_server: OpenAI
 
     assert event.alternatives[0].text == "Tuesday."
     assert openai_server.transcription_requests[0].response_format == "verbose_json"
+
+
+# --------------------------------------------------------------------------- Deepgram
+
+
+@pytest_asyncio.fixture
+async def listening() -> AsyncIterator[None]:
+    """The http session the deepgram plugin takes from a job, outside a job."""
+    async with http_context.open():
+        yield
+
+
+class _Stream:
+    """A deepgram plugin stream fed 10 ms of silence every 10 ms, its errors noted."""
+
+    def __init__(self, server: DeepgramStandin, conn_options: APIConnectOptions) -> None:
+        self.plugin = server.stt()
+        self.errors: list[stt.STTError] = []
+        self.plugin.on("error", self.errors.append)
+        self.stream = self.plugin.stream(conn_options=conn_options)
+        self._feeder = asyncio.create_task(self._feed())
+        self.reader = asyncio.create_task(self._read())
+
+    async def _feed(self) -> None:
+        frame = rtc.AudioFrame(
+            data=b"\0\0" * 160, sample_rate=16_000, num_channels=1, samples_per_channel=160
+        )
+        while True:
+            self.stream.push_frame(frame)
+            await asyncio.sleep(0.01)
+
+    async def _read(self) -> None:
+        async for _ in self.stream:
+            pass
+
+    async def aclose(self) -> None:
+        self._feeder.cancel()
+        await self.stream.aclose()
+        self.reader.cancel()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_refused_connections_fail_the_stream_after_its_retries(
+    deepgram_server: DeepgramStandin, listening: None
+) -> None:
+    deepgram_server.refuse_connections = True
+    stream = _Stream(deepgram_server, APIConnectOptions(max_retry=2, retry_interval=0.05))
+    try:
+        with pytest.raises(APIConnectionError, match="after 2 attempts"):
+            await asyncio.wait_for(stream.reader, 5)
+    finally:
+        await stream.aclose()
+
+    assert deepgram_server.refused_connections == 3 and deepgram_server.connections == []
+    assert [e.recoverable for e in stream.errors] == [True, True, False]
+    assert {getattr(e.error, "status_code", None) for e in stream.errors} == {503}
+
+
+async def test_a_transient_drop_is_reconnected_by_the_plugin(
+    deepgram_server: DeepgramStandin, listening: None
+) -> None:
+    stream = _Stream(deepgram_server, APIConnectOptions(max_retry=2, retry_interval=0.05))
+    try:
+        await _until(lambda: len(deepgram_server.connections) == 1)
+        assert await deepgram_server.drop_connections() == 1
+        await _until(lambda: len(deepgram_server.connections) == 2)
+        # The new connection takes audio, and the stream is still going.
+        await _until(lambda: deepgram_server.connections[1].audio_bytes > 0)
+        assert not stream.reader.done()
+    finally:
+        await stream.aclose()
+
+    dropped, reconnected = deepgram_server.connections
+    assert dropped.dropped_at is not None and reconnected.dropped_at is None
+    (error,) = stream.errors
+    assert error.recoverable and getattr(error.error, "status_code", None) == DROP_CLOSE_CODE
+
+
+async def test_go_down_drops_the_stream_and_refuses_it_until_come_back(
+    deepgram_server: DeepgramStandin, listening: None
+) -> None:
+    stream = _Stream(deepgram_server, APIConnectOptions(max_retry=2, retry_interval=0.05))
+    try:
+        await _until(lambda: len(deepgram_server.connections) == 1)
+        assert await deepgram_server.go_down() == 1
+        with pytest.raises(APIConnectionError, match="after 2 attempts"):
+            await asyncio.wait_for(stream.reader, 5)
+    finally:
+        await stream.aclose()
+
+    (connection,) = deepgram_server.connections
+    assert connection.dropped_at is not None and connection.closed_at is not None
+    assert deepgram_server.refused_connections == 2  # the two retries
+    codes = [getattr(e.error, "status_code", None) for e in stream.errors]
+    assert codes[0] == DROP_CLOSE_CODE and codes[-1] == 503
+    assert not stream.errors[-1].recoverable
+
+    deepgram_server.come_back()
+    again = _Stream(deepgram_server, APIConnectOptions(max_retry=0))
+    try:
+        await _until(lambda: len(deepgram_server.connections) == 2)
+    finally:
+        await again.aclose()
+    assert again.errors == []
