@@ -105,6 +105,19 @@ async def test_a_dropped_stream_has_no_done_and_no_end_of_body(
     assert len(data) == 2 and "data: [DONE]" not in data
 
 
+async def test_a_drop_after_more_chunks_than_the_reply_has_still_cuts_the_end(
+    openai_server: OpenAIStandin,
+) -> None:
+    openai_server.script(reply("Hi.", drop_after_chunks=99))
+    received: list[str] = []
+
+    with pytest.raises(APIConnectionError):
+        await _read(openai_server.llm().chat(chat_ctx=_user_ctx(), conn_options=NO_RETRY), received)
+
+    assert "".join(received) == "Hi."
+    assert openai_server.chat_requests[0].dropped
+
+
 async def test_a_drop_before_any_chunk_is_retried_by_the_plugin(
     openai_server: OpenAIStandin,
 ) -> None:
