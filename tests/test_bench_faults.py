@@ -226,7 +226,7 @@ def test_the_table_has_a_row_per_class_and_fallback_setting() -> None:
     assert table[2] == "| " + " | ".join(TABLE_COLUMNS) + " |"
     assert table[4] == (
         "| llm-5xx | no | 2 | 2.5 s | 2.5 s | 5.0 s | 0/2 | 2/2 | 2/2 | failed/provider-error "
-        "| 2/2 | 1 | 0 | - |"
+        "| 2/2 (2 by the agent) | 1 | 0 | - |"
     )
     assert table[5].startswith("| llm-5xx | yes | 2 |") and table[5].endswith("| 0/0/2 |")
 

@@ -41,6 +41,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -575,7 +576,7 @@ async def _take_turn(
     line: str,
     options: SessionOptions,
     user_states: list[tuple[float, str]],
-    line_down: Any = _never,
+    line_down: Callable[[], bool] = _never,
 ) -> TurnResult | None:
     """The turn, or None when the agent hung up before the caller had said the line (the
     session no longer takes the caller's audio)."""
@@ -715,7 +716,10 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
 
 
 async def _until_quiet(
-    sink: RealTimeAudioSink, session: Any, timeout: float, line_down: Any = _never
+    sink: RealTimeAudioSink,
+    session: Any,
+    timeout: float,
+    line_down: Callable[[], bool] = _never,
 ) -> None:
     """Until the agent has finished speaking (all its audio played) and is listening; or,
     once it has hung up, until its last words have played (if they ever finish)."""
