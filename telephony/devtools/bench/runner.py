@@ -238,6 +238,8 @@ def _openai_standin(options: BenchOptions) -> OpenAIStandin:
         tts_first_byte_delay=options.providers.tts_ttfb,
         tts_ms_per_char=options.tts_ms_per_char,
         default_turn=respond(_answer(options.providers.llm_ttft)),
+        # What its HTTP speech-to-text hears, should the product use it (as a fallback STT).
+        default_transcription=TRANSCRIPT,
     )
 
 
