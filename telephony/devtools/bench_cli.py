@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from telephony.devtools.bench import BenchOptions, default_output, run_bench, write_report
+from telephony.devtools.bench import faults as fault_mode
 from telephony.devtools.bench import report as rpt
 from telephony.devtools.bench.caller import tools_available
 from telephony.operator.cli.base import CliError, UsageError, add_command, positive_int_arg
@@ -36,7 +38,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "examples write it (greeting through generate_reply, default session settings) and\n"
         "prints the ratio. --sweep runs N calls at once for each N and adds CPU and private\n"
         "memory (USS) per call. The table goes to the terminal, everything measured to a JSON\n"
-        "file."
+        "file.\n"
+        "\n"
+        "Fault mode (--fault CLASS, repeatable, or --fault all): a provider fails mid-call. The\n"
+        "fault is switched on in the primary stand-ins once the greeting has played, before the\n"
+        "caller's first line (stt-refused: before the call):\n"
+        + "".join(f"  {c.name:<12} {c.summary}\n" for c in fault_mode.FAULT_CLASSES.values())
+        + "--fallback also runs each class with the product's fallback LLM, TTS and STT\n"
+        "configured (FALLBACK_* settings), each a second healthy stand-in; faults only hit\n"
+        "the primaries. A markdown table, one row per class and fallback setting: the longest\n"
+        "silence the caller heard after a turn, whether the call continued, whether a word\n"
+        "(the apology) came after the fault, the record's outcome/end_reason, the room deleted\n"
+        "by the agent, records lost and crashes. Exit code 1 if a record was lost or a call\n"
+        "crashed."
     )
     parser = add_command(
         subparsers,
@@ -49,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{P} bench --llm-ttft-ms 700 --tts-ttfb-ms 250 --output bench-results/slow.json",
             f"{P} bench --sweep 1,4,8,16,32 --turns 3",
             f"{P} bench --baseline --pause-ms 500",
+            f"{P} bench --fault llm-5xx --fault tts-stall --calls 1 --turns 2",
+            f"{P} bench --fault all --fallback --calls 2",
         ],
         run=_bench,
     )
@@ -107,6 +123,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="capacity sweep: run N calls at once for each N (e.g. 1,4,8,16,32)",
     )
     parser.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_arg,
+        default=[],
+        metavar="CLASS",
+        help=f"fault mode: {', '.join(fault_mode.FAULT_CLASSES)} or {fault_mode.ALL} (repeatable)",
+    )
+    parser.add_argument(
+        "--fallback",
+        action="store_true",
+        help="with --fault: also run each class with fallback providers configured",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         metavar="FILE",
@@ -136,7 +165,18 @@ def _sweep_arg(text: str) -> tuple[int, ...]:
     return values
 
 
+def _fault_arg(text: str) -> str:
+    if text != fault_mode.ALL and text not in fault_mode.FAULT_CLASSES:
+        choices = ", ".join([*fault_mode.FAULT_CLASSES, fault_mode.ALL])
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fault class ({choices})")
+    return text
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.fallback and not args.fault:
+        raise UsageError("--fallback goes with --fault CLASS (fault mode)")
+    if args.fault and (args.baseline or args.sweep):
+        raise UsageError("--fault runs on its own: leave out --baseline and --sweep")
     if not tools_available():
         raise CliError(
             "the synthetic callers need espeak-ng and sox: apt-get install espeak-ng sox"
@@ -159,6 +199,8 @@ def _bench(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    if args.fault:
+        return _fault_bench(args, options, output, progress)
     report = asyncio.run(run_bench(options, progress))
     try:
         write_report(report, output)
@@ -169,6 +211,22 @@ def _bench(args: argparse.Namespace) -> int:
     failed = sum(run["calls_failed"] for run in report["runs"].values())
     failed += sum(row["calls_failed"] for row in report["sweep"])
     return 1 if failed else 0
+
+
+def _fault_bench(
+    args: argparse.Namespace, options: BenchOptions, output: Path, progress: Any
+) -> int:
+    names = fault_mode.fault_names(args.fault)
+    report = asyncio.run(
+        fault_mode.run_fault_bench(options, names, fallback=args.fallback, progress=progress)
+    )
+    try:
+        write_report(report, output)
+    except OSError as e:
+        raise CliError(f"could not write {output}: {e.strerror or e}") from e
+    print(fault_mode.render(report))
+    print(f"\nresults: {_shown(output)}")
+    return 1 if fault_mode.failed(report) else 0
 
 
 def _shown(path: Path) -> str:

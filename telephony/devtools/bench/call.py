@@ -17,6 +17,12 @@ and the endpointing delay it chose, when the transcript arrived, when the turn w
 committed) is read from the framework's own debug log lines, and the floor each turn could
 have been answered in is computed from the session's actual options (see `turn_floor`).
 
+With a fault (`CallPlan.fault`, the benchmark's fault mode, see faults.py), the call asks the
+benchmark process to switch it on in the stand-ins through its pipe: at the call's start
+(`CALL_START`) and once the greeting has played (`GREETED`), before the caller's first line;
+the caller then stops talking once the agent has hung up, and the call reports what the
+caller heard after the fault (`FaultObservation`).
+
 The "baseline" variant is the same agent written the way the LiveKit examples show it: the
 greeting through `session.generate_reply(instructions=...)` and an `AgentSession` with
 default settings (`seed_session`), passed in the same wiring.
@@ -35,12 +41,14 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentSession, room_io
 from livekit.agents.job import JobExecutorType, JobProcess
 from livekit.agents.testing import fake_job_context
@@ -65,6 +73,20 @@ _WATCHED = (EOT_PREDICTION, TURN_COMMITTED, TRANSCRIPT_RECEIVED)
 
 GREETING_TIMEOUT = 15.0
 POLL = 0.05  # how often the caller checks on the agent; timings come from the audio ends
+# What a call with a fault tells the benchmark process, which answers FAULT_ON once it has
+# switched the fault on at that point, or NO_CHANGE (the call waits for the answer): the
+# call is starting (the caller has not joined yet), the greeting has played (the caller's
+# first line comes next).
+CALL_START = "call-start"
+GREETED = "greeted"
+FAULT_ON = "fault-on"
+NO_CHANGE = "no-change"
+# How long the caller listens to the agent's last words after it has hung up.
+LAST_WORDS_TIMEOUT = 15.0
+# How long the caller of a call with a fault stays on the line after the last answer.
+LINGER_SECONDS = 2.0
+# The prompts a provider failure is apologized with (one may not exist in this version).
+APOLOGY_PROMPTS = ("provider_failure", "provider_failure_transfer")
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,7 @@ class CallPlan:
     pause: float = 0.0  # seconds of silence mid-line (a caller hesitating), 0 for none
     turn_timeout: float = 10.0
     answer_delay: float = 0.0  # seconds after "go" before the caller joins
+    fault: str | None = None  # the fault class of this call (fault mode), see faults.py
 
 
 @dataclass
@@ -126,6 +149,34 @@ class TurnResult:
 
 
 @dataclass
+class HeardSegment:
+    """One stretch of the agent's audio, as the caller heard it (time.monotonic())."""
+
+    started_at: float
+    finished_at: float | None
+    interrupted: bool = False
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # silences within it
+
+
+@dataclass
+class FaultObservation:
+    """What the caller met after a fault was switched on (fault mode only)."""
+
+    fault: str
+    fault_at: float | None = None  # time.monotonic() the fault was on
+    # The agent hung up (its hang-up began) before the caller did; time.monotonic().
+    line_down_at: float | None = None
+    session_closed_at: float | None = None
+    caller_hung_up_at: float | None = None  # the benchmark's caller left (end of the call)
+    heard: list[HeardSegment] = field(default_factory=list)
+    # What the agent said (the session's assistant messages), with time.monotonic().
+    said: list[tuple[float, str]] = field(default_factory=list)
+    apology_texts: list[str] = field(default_factory=list)
+    error_logs: list[str] = field(default_factory=list)  # ERROR lines logged in the call
+    entrypoint_error: str | None = None  # the job's entrypoint raised
+
+
+@dataclass
 class CallResult:
     index: int
     variant: str
@@ -137,6 +188,9 @@ class CallResult:
     call_seconds: float = 0.0
     uss_bytes: int | None = None  # private memory at the end of the call
     error: str | None = None
+    job_id: str = ""
+    room: str = ""
+    fault: FaultObservation | None = None
 
 
 # --------------------------------------------------------------------------- the floor
@@ -174,7 +228,7 @@ def call_process(plan: CallPlan, conn: Connection) -> None:
         conn.send(("ready", os.getpid()))
         if conn.recv() != "go":
             return
-        result = asyncio.run(_run_call(plan, agent, prewarmed, wiring))
+        result = asyncio.run(_run_call(plan, agent, prewarmed, wiring, conn))
         conn.send(("done", dataclasses.asdict(result)))
     except BaseException:
         with contextlib.suppress(Exception):
@@ -305,7 +359,11 @@ class _SessionLog(logging.Handler):
 
 
 async def _run_call(
-    plan: CallPlan, agent: ModuleType, prewarmed: dict[Any, Any], wiring: Any
+    plan: CallPlan,
+    agent: ModuleType,
+    prewarmed: dict[Any, Any],
+    wiring: Any,
+    conn: Connection | None = None,
 ) -> CallResult:
     result = CallResult(index=plan.index, variant=plan.variant)
     room = BenchRoom(f"bench-{plan.variant}-{plan.index}")
@@ -316,6 +374,7 @@ async def _run_call(
     speech_sources: list[str] = []
     session_log = _SessionLog()
     logging.getLogger("livekit.agents").addHandler(session_log)
+    watch = _FaultWatch(plan.fault, sessions) if plan.fault else None
 
     async def join_room(session: Any, telephony_agent: Any, ctx: Any, room_options: Any) -> None:
         sessions.append(session)
@@ -329,14 +388,22 @@ async def _run_call(
             lambda ev: user_states.append((time.monotonic(), ev.new_state)),
         )
         session.on("speech_created", lambda ev: speech_sources.append(ev.source))
+        if watch is not None:
+            watch.attach(session)
         await session.start(telephony_agent)
 
     wiring = dataclasses.replace(wiring, join_room=join_room)
     async with http_context.open():
         job_id = f"AJ_bench{uuid.uuid4().hex[:8]}"
+        result.job_id, result.room = job_id, room.name
         with fake_job_context(room=room, job_metadata="", job_id=job_id) as ctx:
             ctx.proc.userdata.update(prewarmed)
+            if watch is not None and conn is not None and await _ask(conn, CALL_START):
+                # A fault present from the start is switched on before the job starts.
+                watch.observation.fault_at = time.monotonic()
             entrypoint = asyncio.create_task(run_job(ctx, wiring))
+            if watch is not None:
+                watch.start(entrypoint)
             try:
                 # The job is running (as a prewarmed worker's is) when the caller joins.
                 await asyncio.sleep(0.1 + plan.answer_delay)
@@ -347,14 +414,29 @@ async def _run_call(
                 result.greeting_source = speech_sources[0] if speech_sources else None
                 (session,), (caller,) = sessions, callers
                 result.options = session_options(session)
+                line_down = watch.line_down if watch is not None else _never
                 for turn in range(plan.turns):
-                    await _until_quiet(sink, session, plan.turn_timeout)
+                    await _until_quiet(sink, session, plan.turn_timeout, line_down)
+                    if turn == 0 and watch is not None and conn is not None:
+                        await _greeted(conn, watch)
+                    if line_down():
+                        break  # the agent hung up: nobody listens to the caller any more
                     await asyncio.sleep(plan.gap)
+                    if line_down():
+                        break
                     line = plan.lines[turn % len(plan.lines)]
-                    result.turns.append(
-                        await _take_turn(plan, caller, sink, line, result.options, user_states)
+                    taken = await _take_turn(
+                        plan, caller, sink, line, result.options, user_states, line_down
                     )
-                await _until_quiet(sink, session, plan.turn_timeout)
+                    if taken is None:
+                        break  # the agent hung up while the caller was speaking
+                    result.turns.append(taken)
+                await _until_quiet(sink, session, plan.turn_timeout, line_down)
+                if watch is not None and not line_down():
+                    # The caller lingers a moment before hanging up: an agent that ends the
+                    # call after its last words is seen doing so.
+                    with contextlib.suppress(TimeoutError):
+                        await _until(line_down, LINGER_SECONDS, "the agent to hang up")
                 result.call_seconds = time.monotonic() - answered
                 result.cpu_seconds = _cpu_seconds() - cpu_start
                 result.uss_bytes = private_memory(os.getpid())
@@ -363,10 +445,128 @@ async def _run_call(
             except Exception as e:
                 result.error = f"{type(e).__name__}: {e}"
             finally:
+                if watch is not None:
+                    watch.observation.caller_hung_up_at = time.monotonic()
+                _caller_leaves(room, plan.index)
                 await _hang_up(agent, ctx, callers, sessions, entrypoint)
                 await sink.aclose()
+                if watch is not None:
+                    result.fault = watch.finish(sink)
     logging.getLogger("livekit.agents").removeHandler(session_log)
     return result
+
+
+async def _greeted(conn: Connection, watch: _FaultWatch) -> None:
+    """The greeting has played: a mid-call fault starts now."""
+    if await _ask(conn, GREETED):
+        watch.observation.fault_at = time.monotonic()
+
+
+def _caller_leaves(room: BenchRoom, index: int) -> None:
+    """The caller's SIP participant leaves the room, as when a caller hangs up (the record
+    then says who ended the call); nothing if it never joined or has gone."""
+    identity = phone_caller(index).identity
+    if identity in room.remote_participants:
+        room.remove_participant(identity, rtc.DisconnectReason.CLIENT_INITIATED)
+
+
+def _never() -> bool:
+    return False
+
+
+async def _ask(conn: Connection, event: str) -> bool:
+    """Tell the benchmark process `event`; True once it has switched the fault on, False
+    if the fault does not start at this point of the call."""
+    conn.send(("event", event))
+    answer = await receive(conn)
+    if answer not in (FAULT_ON, NO_CHANGE):
+        raise RuntimeError(f"the benchmark answered {answer!r} to {event!r}")
+    return bool(answer == FAULT_ON)
+
+
+class _FaultWatch(logging.Handler):
+    """Notes, during a call with a fault, when the agent hung up or its session closed, what
+    it said, and the ERROR lines logged (a handler on the root logger)."""
+
+    def __init__(self, fault: str, sessions: list[Any]) -> None:
+        super().__init__(logging.ERROR)
+        self.observation = FaultObservation(fault=fault)
+        self._sessions = sessions
+        self._poller: asyncio.Task[None] | None = None
+        self._entrypoint: asyncio.Task[None] | None = None
+        logging.getLogger().addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        errors = self.observation.error_logs
+        if len(errors) < 20:
+            errors.append(f"{record.name}: {record.getMessage()}"[:300])
+
+    def attach(self, session: Any) -> None:
+        obs = self.observation
+
+        def closed(_: Any) -> None:
+            if obs.caller_hung_up_at is None and obs.session_closed_at is None:
+                obs.session_closed_at = time.monotonic()
+
+        def added(ev: Any) -> None:
+            item = ev.item
+            if getattr(item, "role", None) == "assistant":
+                # Added once said: timed at its start (a wall-clock metric) where known.
+                started = (getattr(item, "metrics", None) or {}).get("started_speaking_at")
+                now = time.monotonic()
+                at = now if started is None else now - (time.time() - started)
+                obs.said.append((at, item.text_content or ""))
+
+        session.on("close", closed)
+        session.on("conversation_item_added", added)
+
+    def start(self, entrypoint: asyncio.Task[None]) -> None:
+        self._entrypoint = entrypoint
+        self._poller = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        # The hang-up is a task the call control starts: polled, as nothing announces it.
+        obs = self.observation
+        while obs.caller_hung_up_at is None:
+            for session in self._sessions:
+                control = getattr(session.userdata, "control", None)
+                if control is not None and control.hang_up_task is not None:
+                    obs.line_down_at = obs.line_down_at or time.monotonic()
+            await asyncio.sleep(POLL)
+
+    def line_down(self) -> bool:
+        """The agent has hung up or its session has closed: the caller is alone."""
+        obs = self.observation
+        return obs.line_down_at is not None or obs.session_closed_at is not None
+
+    def finish(self, sink: RealTimeAudioSink) -> FaultObservation:
+        obs = self.observation
+        if self._poller is not None:
+            self._poller.cancel()
+        logging.getLogger().removeHandler(self)
+        entrypoint = self._entrypoint
+        if entrypoint is not None and entrypoint.done() and not entrypoint.cancelled():
+            error = entrypoint.exception()
+            if error is not None:
+                obs.entrypoint_error = f"{type(error).__name__}: {error}"
+        obs.heard = [
+            HeardSegment(s.started_at, s.finished_at, s.interrupted, list(s.gaps))
+            for s in sink.segments
+        ]
+        for session in self._sessions:
+            obs.apology_texts = _apology_texts(session.userdata)
+        return obs
+
+
+def _apology_texts(state: Any) -> list[str]:
+    """The apologies this call could say (prompts that do not exist are left out)."""
+    texts = []
+    for name in APOLOGY_PROMPTS:
+        try:
+            texts.append(state.render(name))
+        except Exception:  # a prompt this version of the product does not have
+            continue
+    return texts
 
 
 async def _take_turn(
@@ -376,17 +576,28 @@ async def _take_turn(
     line: str,
     options: SessionOptions,
     user_states: list[tuple[float, str]],
-) -> TurnResult:
+    line_down: Callable[[], bool] = _never,
+) -> TurnResult | None:
+    """The turn, or None when the agent hung up before the caller had said the line (the
+    session no longer takes the caller's audio)."""
     replies_before = len(sink.segments)
     segments = caller.queue(*caller_script(line, plan.pause))
     first, last = segments[0], segments[-1]
-    await _until(lambda: last.ended_at is not None, 60.0, "the caller's line to play")
+    await _until(
+        lambda: last.ended_at is not None or line_down(), 60.0, "the caller's line to play"
+    )
+    if last.ended_at is None:
+        return None
     assert last.ended_at is not None
     assert first.started_at is not None
     turn = TurnResult(line=line, speech_started_at=first.started_at, speech_ended_at=last.ended_at)
     turn.endpointing_delay = options.min_delay
     with contextlib.suppress(TimeoutError):
-        await _until(lambda: len(sink.segments) > replies_before, plan.turn_timeout, "a reply")
+        await _until(
+            lambda: len(sink.segments) > replies_before or line_down(),
+            plan.turn_timeout,
+            "a reply",
+        )
     if len(sink.segments) > replies_before:
         turn.reply_started_at = sink.segments[replies_before].started_at
         turn.response = turn.reply_started_at - turn.speech_ended_at
@@ -504,14 +715,37 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(POLL)
 
 
-async def _until_quiet(sink: RealTimeAudioSink, session: Any, timeout: float) -> None:
-    """Until the agent has finished speaking (all its audio played) and is listening."""
+async def _until_quiet(
+    sink: RealTimeAudioSink,
+    session: Any,
+    timeout: float,
+    line_down: Callable[[], bool] = _never,
+) -> None:
+    """Until the agent has finished speaking (all its audio played) and is listening; or,
+    once it has hung up, until its last words have played (if they ever finish)."""
+
+    def played() -> bool:
+        return all(s.finished_at is not None for s in sink.segments)
 
     def quiet() -> bool:
-        played = all(s.finished_at is not None for s in sink.segments)
-        return played and session.agent_state in ("listening", "idle")
+        return played() and session.agent_state in ("listening", "idle")
 
-    await _until(quiet, timeout + 30.0, "the agent to finish speaking")
+    await _until(lambda: quiet() or line_down(), timeout + 30.0, "the agent to finish speaking")
+    if not quiet():
+        with contextlib.suppress(TimeoutError):
+            await _until(played, LAST_WORDS_TIMEOUT, "the agent's last words")
+
+
+async def receive(conn: Connection) -> Any:
+    """conn.recv() without blocking the event loop (the stand-ins, or the call, run on it)."""
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(conn.fileno(), readable.set)
+    try:
+        await readable.wait()
+    finally:
+        loop.remove_reader(conn.fileno())
+    return conn.recv()
 
 
 def _cpu_seconds() -> float:

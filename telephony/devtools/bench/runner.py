@@ -25,19 +25,26 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from livekit.agents import Plugin
 
 from telephony.call.framework_compat import preload_modules
-from telephony.devtools.bench.call import CallPlan, Providers, call_process, private_memory
+from telephony.devtools.bench.call import (
+    FAULT_ON,
+    NO_CHANGE,
+    CallPlan,
+    Providers,
+    call_process,
+    private_memory,
+    receive,
+)
 from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_api import LiveKitApiStandin
-from telephony.devtools.standins.openai_server import OpenAIStandin, reply, respond
+from telephony.devtools.standins.openai_server import LlmTurn, OpenAIStandin, reply, respond
 from telephony.domain.paths import PROJECT_ROOT
 
 # What the caller says, one line a turn (cycled); no commas, so each is one utterance.
@@ -102,6 +109,12 @@ class CallOutcome:
     result: dict[str, Any] | None
     error: str | None = None
     peak_uss_bytes: int | None = None
+    exitcode: int | None = None  # the call process's (None: it had to be killed)
+
+
+# What a call process may tell the benchmark mid-call (call.CALL_START, call.GREETED): the
+# handler does what it must (switch a fault on: True), then the call goes on.
+EventHandler = Callable[[CallPlan, str], Awaitable[bool]]
 
 
 @dataclass
@@ -113,33 +126,80 @@ class StepOutcome:
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
-class StandIns:
-    """The provider stand-ins and the environment that points the agent at them."""
+# The product's fallback settings: all blank (the default: none, and a developer's
+# .env.local cannot fill them), unless the benchmark configures its fallbacks.
+FALLBACK_SETTINGS = (
+    "FALLBACK_LLM_MODEL",
+    "FALLBACK_LLM_BASE_URL",
+    "FALLBACK_LLM_API_KEY",
+    "FALLBACK_TTS_PROVIDER",
+    "FALLBACK_TTS_MODEL",
+    "FALLBACK_TTS_VOICE",
+    "FALLBACK_TTS_BASE_URL",
+    "FALLBACK_STT_PROVIDER",
+    "FALLBACK_STT_MODEL",
+    "FALLBACK_STT_BASE_URL",
+)
+FALLBACK_LLM_MODEL = "gpt-4o-mini"
 
-    def __init__(self, options: BenchOptions) -> None:
-        providers = options.providers
-        self.openai = OpenAIStandin(
-            tts_first_byte_delay=providers.tts_ttfb,
-            tts_ms_per_char=options.tts_ms_per_char,
-            default_turn=respond(_answer(providers.llm_ttft)),
-        )
-        self.deepgram = DeepgramStandin(default_transcript=TRANSCRIPT)
-        # It hears speech down to -54 dBFS, as a provider's own VAD would: the end of an
-        # utterance is then the caller's last audible sample, not a quiet word's ending.
-        self.deepgram.script_transcripts([], final_delay=providers.stt, speech_level=0.002)
+
+class StandIns:
+    """The provider stand-ins and the environment that points the agent at them.
+
+    With `fallback`, a second OpenAI stand-in and a second Deepgram stand-in, set up exactly
+    as the first ones (same latencies, same answers), are the product's fallback LLM, TTS
+    and STT; the benchmark's faults only ever hit the first ones (the primaries)."""
+
+    def __init__(self, options: BenchOptions, *, fallback: bool = False) -> None:
+        self._providers = providers = options.providers
+        self.openai = _openai_standin(options)
+        self.deepgram = _deepgram_standin(providers)
+        self.fallback_openai = _openai_standin(options) if fallback else None
+        self.fallback_deepgram = _deepgram_standin(providers) if fallback else None
         self.livekit = LiveKitApiStandin()
         self._records = tempfile.TemporaryDirectory(prefix="telephony-bench-")
 
+    @property
+    def servers(self) -> list[Any]:
+        return [
+            s
+            for s in (
+                self.openai,
+                self.deepgram,
+                self.fallback_openai,
+                self.fallback_deepgram,
+                self.livekit,
+            )
+            if s is not None
+        ]
+
     async def __aenter__(self) -> StandIns:
-        for server in (self.openai, self.deepgram, self.livekit):
+        for server in self.servers:
             await server.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for server in (self.openai, self.deepgram, self.livekit):
+        for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.stop()
         self._records.cleanup()
+
+    @property
+    def records_path(self) -> Path:
+        """The SQLite file the calls save their records in."""
+        return Path(self._records.name) / "calls.sqlite3"
+
+    def answer(self, *, first_token_delay: float | None = None, **faults: Any) -> LlmTurn:
+        """The primary LLM's answer to every request (`faults`: reply()'s fault options)."""
+        delay = self._providers.llm_ttft if first_token_delay is None else first_token_delay
+        return respond(_answer(delay, **faults))
+
+    async def heal(self) -> None:
+        """Every fault off: the primaries answer as they did before (between calls)."""
+        self.openai.default_turn = self.answer()
+        self.openai.tts_error_status = None
+        self.openai.tts_first_byte_delay = self._providers.tts_ttfb
+        self.deepgram.come_back()
 
     def env(self) -> dict[str, str]:
         """The settings each call runs with: the project's own (prompts, greeting, models...),
@@ -155,19 +215,47 @@ class StandIns:
             "LIVEKIT_URL": self.livekit.url,
             "LIVEKIT_API_KEY": self.livekit.api_key,
             "LIVEKIT_API_SECRET": self.livekit.api_secret,
-            "CALL_RECORDS_PATH": str(Path(self._records.name) / "calls.sqlite3"),
+            "CALL_RECORDS_PATH": str(self.records_path),
             "GREETING_AUDIO_DIR": str(Path(self._records.name) / "greeting-audio"),
         }
+        env |= dict.fromkeys(FALLBACK_SETTINGS, "")
+        if self.fallback_openai is not None and self.fallback_deepgram is not None:
+            env |= {
+                "FALLBACK_LLM_MODEL": FALLBACK_LLM_MODEL,
+                "FALLBACK_LLM_BASE_URL": self.fallback_openai.base_url,
+                "FALLBACK_TTS_PROVIDER": "openai",
+                "FALLBACK_TTS_BASE_URL": self.fallback_openai.base_url,
+                "FALLBACK_STT_PROVIDER": "deepgram",
+                "FALLBACK_STT_BASE_URL": self.fallback_deepgram.base_url,
+            }
         if not os.environ.get("CONTACTS_FILE"):
             env["CONTACTS_FILE"] = str(PROJECT_ROOT / "contacts.example.json")
         return env
 
 
-def _answer(first_token_delay: float) -> Callable[[dict[str, Any]], Any]:
+def _openai_standin(options: BenchOptions) -> OpenAIStandin:
+    return OpenAIStandin(
+        tts_first_byte_delay=options.providers.tts_ttfb,
+        tts_ms_per_char=options.tts_ms_per_char,
+        default_turn=respond(_answer(options.providers.llm_ttft)),
+        # What its HTTP speech-to-text hears, should the product use it (as a fallback STT).
+        default_transcription=TRANSCRIPT,
+    )
+
+
+def _deepgram_standin(providers: Providers) -> DeepgramStandin:
+    deepgram = DeepgramStandin(default_transcript=TRANSCRIPT)
+    # It hears speech down to -54 dBFS, as a provider's own VAD would: the end of an
+    # utterance is then the caller's last audible sample, not a quiet word's ending.
+    deepgram.script_transcripts([], final_delay=providers.stt, speech_level=0.002)
+    return deepgram
+
+
+def _answer(first_token_delay: float, **faults: Any) -> Callable[[dict[str, Any]], Any]:
     def answer(body: dict[str, Any]) -> Any:
         has_user = any(m.get("role") == "user" for m in body.get("messages") or [])
         text = AGENT_REPLY if has_user else AGENT_GREETING
-        return reply(text, first_token_delay=first_token_delay)
+        return reply(text, first_token_delay=first_token_delay, **faults)
 
     return answer
 
@@ -179,9 +267,14 @@ class CallProcess:
     """One call's process: started, prepared (ready), given "go", then its result."""
 
     def __init__(
-        self, context: Any, plan: CallPlan, target: Callable[..., None] = call_process
+        self,
+        context: Any,
+        plan: CallPlan,
+        target: Callable[..., None] = call_process,
+        on_event: EventHandler | None = None,
     ) -> None:
         self.plan = plan
+        self._on_event = on_event
         self._conn, child = multiprocessing.Pipe()
         self.process = context.Process(
             target=target, args=(plan, child), name=f"bench-call-{plan.index}", daemon=True
@@ -192,7 +285,7 @@ class CallProcess:
         self.pid: int | None = self.process.pid
 
     async def ready(self) -> None:
-        kind, payload = await asyncio.wait_for(_receive(self._conn), PREPARE_TIMEOUT)
+        kind, payload = await asyncio.wait_for(receive(self._conn), PREPARE_TIMEOUT)
         if kind != "ready":
             raise RuntimeError(f"call {self.plan.index} could not start:\n{payload}")
 
@@ -200,18 +293,29 @@ class CallProcess:
         self._conn.send("go")
 
     async def outcome(self, timeout: float) -> CallOutcome:
+        deadline = time.monotonic() + timeout
         try:
-            kind, payload = await asyncio.wait_for(_receive(self._conn), timeout)
+            while True:
+                remaining = deadline - time.monotonic()
+                kind, payload = await asyncio.wait_for(receive(self._conn), remaining)
+                if kind != "event":
+                    break
+                switched = self._on_event is not None and await self._on_event(self.plan, payload)
+                self._conn.send(FAULT_ON if switched else NO_CHANGE)
         except (TimeoutError, EOFError, OSError) as e:
-            return CallOutcome(None, f"no result from the call process ({type(e).__name__})")
+            outcome = CallOutcome(None, f"no result from the call process ({type(e).__name__})")
+        else:
+            if kind == "done":
+                outcome = CallOutcome(payload, payload.get("error"))
+            else:
+                outcome = CallOutcome(None, str(payload))
         finally:
             await asyncio.to_thread(self.process.join, 15)
             if self.process.is_alive():
                 self.process.kill()
             self._conn.close()
-        if kind == "done":
-            return CallOutcome(payload, payload.get("error"))
-        return CallOutcome(None, str(payload))
+        outcome.exitcode = self.process.exitcode
+        return outcome
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -249,18 +353,6 @@ def _no_main_module() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-async def _receive(conn: Connection) -> Any:
-    """conn.recv() without blocking the event loop (the stand-ins run on it)."""
-    loop = asyncio.get_running_loop()
-    readable = asyncio.Event()
-    loop.add_reader(conn.fileno(), readable.set)
-    try:
-        await readable.wait()
-    finally:
-        loop.remove_reader(conn.fileno())
-    return conn.recv()
-
-
 class MemorySampler:
     """A thread that reads each call process's private memory twice a second (off the
     event loop, where reading /proc would delay the stand-ins) and keeps the peak."""
@@ -296,13 +388,14 @@ async def run_step(
     *,
     on_progress: Callable[[str], None] = lambda _: None,
     target: Callable[..., None] = call_process,
+    on_event: EventHandler | None = None,
 ) -> StepOutcome:
     """Prepare every call's process, then run the calls at once (each plan's answer_delay
-    spreads them) and collect what they measured."""
+    spreads them) and collect what they measured (`on_event`: what the calls say mid-call)."""
     procs: list[CallProcess] = []
     try:
         for plan in plans:
-            procs.append(CallProcess(context, plan, target))
+            procs.append(CallProcess(context, plan, target, on_event))
         await asyncio.gather(*(p.ready() for p in procs))
         on_progress(f"{len(procs)} call process(es) ready")
         pids = [p.pid for p in procs if p.pid is not None]

@@ -4,7 +4,9 @@ The benchmark measures the agent's first audio with it; tests wait on what was p
 
 It stands where the room's audio track would be: frames arrive faster than real time,
 and playback takes as long as the audio lasts, so "after the goodbye was spoken"
-means after its last sample would have reached the caller's ear.
+means after its last sample would have reached the caller's ear. When the next frame of a
+segment is late (a provider stalled mid-answer), the caller hears silence: noted in the
+segment's `gaps`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from dataclasses import dataclass, field
 from livekit import rtc
 from livekit.agents.voice import io
 
+# A wait for the next frame of a segment longer than this is a gap the caller hears.
+GAP_SECONDS = 0.1
+
 
 @dataclass
 class PlayedSegment:
@@ -23,6 +28,8 @@ class PlayedSegment:
     duration: float = 0.0  # seconds of audio played
     finished_at: float | None = None
     interrupted: bool = False
+    # (start, end), time.monotonic(): silences within the segment, the next frame late
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +52,7 @@ class RealTimeAudioSink(io.AudioOutput):
         self._interrupt = asyncio.Event()
         self._segment_open = False  # frames captured since the last flush or clear
         self._segment_done = asyncio.Event()
+        self._played_until = 0.0  # time.monotonic() the last frame finished playing
 
     @property
     def seconds_played(self) -> float:
@@ -87,14 +95,25 @@ class RealTimeAudioSink(io.AudioOutput):
                 continue
             if self._current is None:
                 self._current = PlayedSegment(started_at=time.monotonic())
+                self._played_until = self._current.started_at
                 self.segments.append(self._current)
                 self.on_playback_started(created_at=time.time())
             if self._interrupt.is_set():
                 continue
+            self._note_gap()
             await asyncio.sleep(frame.duration / self._speed)
             self._current.duration += frame.duration
+            self._played_until = time.monotonic()
+
+    def _note_gap(self) -> None:
+        """The segment's audio stopped since the last frame played: the caller heard silence."""
+        now = time.monotonic()
+        if self._current is not None and now - self._played_until > GAP_SECONDS:
+            self._current.gaps.append((self._played_until, now))
 
     def _finish_segment(self) -> None:
+        if not self._interrupt.is_set():
+            self._note_gap()  # the end of the segment came late after its last frame
         segment, self._current = self._current, None
         interrupted = self._interrupt.is_set()
         self._interrupt.clear()

@@ -29,6 +29,11 @@ Deepgram's endpointing does: it holds the words "heard" since the previous final
 least one word, so the transcript grows at every pause, and the one after the last words
 of the utterance arrives `final_delay` after them. The end of the utterance
 (`end_of_speech`) then brings an empty final result (as after a Finalize).
+
+Outages, switchable at any time (mid-call): `refuse_connections` answers every new
+connection's upgrade with HTTP 503 and a JSON error; `drop_connections()` closes the open
+connections abnormally (close code 1011) once, new ones are accepted (a transient drop);
+`go_down()` does both until `come_back()`.
 """
 
 from __future__ import annotations
@@ -43,15 +48,21 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
 
 from telephony.devtools.standins.local_server import LocalServer
 
+if TYPE_CHECKING:
+    from livekit.plugins import deepgram as lk_deepgram
+
 logger = logging.getLogger(__name__)
 
+# The close code of a connection the stand-in drops: 1011, "internal error", as a server
+# going down sends it.
+DROP_CLOSE_CODE = 1011
 WINDOW_SECONDS = 0.01  # the level is measured over 10 ms windows
 INTERIM_WORDS_PER_SECOND = 2.5  # how fast interim results reveal a scripted text
 FINAL_WORDS_PER_SECOND = 3.0  # ... and final results at pauses (final_delay), generously
@@ -77,6 +88,8 @@ class ListenConnection:
     control_messages: list[str] = field(default_factory=list)
     closed_at: float | None = None
     sent: list[SentMessage] = field(default_factory=list)
+    # time.monotonic() when the stand-in closed it abnormally (drop_connections, go_down)
+    dropped_at: float | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -116,7 +129,12 @@ class DeepgramStandin(LocalServer):
     connections: list[ListenConnection] = field(default_factory=list, init=False)
     # API keys answered with 401, as Deepgram answers a wrong or revoked key.
     rejected_keys: set[str] = field(default_factory=set, init=False)
+    # While set, a new connection's upgrade is answered with HTTP 503 (an outage); may be
+    # switched at any time. Refused attempts are counted in refused_connections.
+    refuse_connections: bool = field(default=False, init=False)
+    refused_connections: int = field(default=0, init=False)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list, init=False, repr=False)
+    _open: dict[int, ListenConnection] = field(default_factory=dict, init=False, repr=False)
     _transcripts: deque[str] = field(default_factory=deque, init=False, repr=False)
     _transcript_options: TranscriptOptions | None = field(default=None, init=False, repr=False)
 
@@ -138,10 +156,45 @@ class DeepgramStandin(LocalServer):
         for ws in list(self._sockets):
             await ws.close()
 
+    # ---- outages
+
+    async def drop_connections(self) -> int:
+        """Close every open listen connection abnormally (1011), once; new connections are
+        still accepted (a transient drop the client may reconnect after). Returns how many."""
+        sockets = [ws for ws in self._sockets if not ws.closed]
+        now = time.monotonic()
+        for ws in sockets:
+            self._open[id(ws)].dropped_at = now
+        # Closed together: each close waits for the client's answer to the close frame.
+        await asyncio.gather(
+            *(ws.close(code=DROP_CLOSE_CODE, message=b"stand-in outage") for ws in sockets),
+            return_exceptions=True,
+        )
+        return len(sockets)
+
+    async def go_down(self) -> int:
+        """An outage: refuse new connections and drop the open ones, until come_back().
+        Returns how many open connections were dropped."""
+        self.refuse_connections = True
+        return await self.drop_connections()
+
+    def come_back(self) -> None:
+        """The end of an outage: new connections are accepted again."""
+        self.refuse_connections = False
+
     @property
     def base_url(self) -> str:
         """The API root, as DEEPGRAM_BASE_URL takes it."""
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def stt(self, **kwargs: Any) -> lk_deepgram.STT:
+        """A real deepgram.STT pointed at this stand-in (it needs an http session: a job's,
+        or `livekit.agents.utils.http_context.open()`)."""
+        from livekit.plugins import deepgram as lk_deepgram
+
+        kwargs.setdefault("api_key", "test")
+        kwargs.setdefault("base_url", f"{self.base_url}/listen")
+        return lk_deepgram.STT(**kwargs)
 
     # ---- scripting
 
@@ -173,9 +226,17 @@ class DeepgramStandin(LocalServer):
 
     # ---- the websocket
 
-    async def _listen(self, request: web.Request) -> web.WebSocketResponse:
+    async def _listen(self, request: web.Request) -> web.StreamResponse:
         if not request.headers.get("Authorization", "").startswith("Token "):
             raise web.HTTPUnauthorized(text="missing Token authorization")
+        if self.refuse_connections:
+            self.refused_connections += 1
+            # What Deepgram's edge answers when the service is unavailable.
+            error = {
+                "err_code": "SERVICE_UNAVAILABLE",
+                "err_msg": "The service is temporarily unavailable (stand-in outage).",
+            }
+            return web.json_response(error, status=503)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         connection = ListenConnection(
@@ -185,6 +246,7 @@ class DeepgramStandin(LocalServer):
         )
         self.connections.append(connection)
         self._sockets.append(ws)
+        self._open[id(ws)] = connection
         listener = None
         if self._transcript_options is not None:
             listener = _Listener(connection, self._transcript_options, self._next_transcript)
@@ -213,6 +275,7 @@ class DeepgramStandin(LocalServer):
                 timer.cancel()
             connection.closed_at = time.monotonic()
             self._sockets.remove(ws)
+            del self._open[id(ws)]
         return ws
 
     async def _send_final_at(

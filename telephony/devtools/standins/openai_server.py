@@ -6,9 +6,19 @@ in order; requests beyond the script get ``default_turn`` (or ``default_reply``)
 input text, encoded in whatever ``response_format`` the plugin asked for and framed as SSE
 or raw bytes according to its ``stream_format``.
 
+``/v1/audio/transcriptions`` (OpenAI's HTTP speech-to-text, multipart) answers from a script
+of texts (``script_transcriptions``), else ``default_transcription``.
+
 Delays (a turn's ``first_token_delay``, the server's ``tts_first_byte_delay``) are held from
 the moment the request arrived, so time the stand-in spends encoding counts towards them,
 as it would at a real provider.
+
+Faults, for provider-outage tests and the benchmark's fault mode (each can be switched on or
+off at any time, so a fault can start mid-call): ``http_error(status)`` answers a chat
+request with an error, ``reply(..., first_token_delay=30)`` stalls it,
+``reply(..., drop_after_chunks=N)`` cuts the connection after N chunks of the stream (no
+``[DONE]``, no end of the body); ``tts_error_status`` answers every speech request with an
+error, a large ``tts_first_byte_delay`` stalls them.
 
 Usage::
 
@@ -29,7 +39,7 @@ import time
 import uuid
 import wave
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +102,8 @@ class LlmTurn:
     chunk_delay: float = 0.0
     error_status: int | None = None
     error_message: str = ""
+    # Cut the connection after this many SSE chunks (a provider dropping mid-stream).
+    drop_after_chunks: int | None = None
     decide: Callable[[dict[str, Any]], LlmTurn] | None = None
 
     @property
@@ -105,15 +117,22 @@ def reply(
     chunk_chars: int = 8,
     first_token_delay: float = 0.0,
     chunk_delay: float = 0.0,
+    drop_after_chunks: int | None = None,
 ) -> LlmTurn:
-    """A plain assistant message streamed ``chunk_chars`` characters per chunk."""
+    """A plain assistant message streamed ``chunk_chars`` characters per chunk.
+
+    ``drop_after_chunks``: stream that many chunks (the first one carries the role), then
+    close the connection mid-body, with no ``[DONE]``: the client sees a broken stream."""
     if chunk_chars < 1:
         raise ValueError("chunk_chars must be >= 1")
+    if drop_after_chunks is not None and drop_after_chunks < 0:
+        raise ValueError("drop_after_chunks must be >= 0")
     return LlmTurn(
         text=text,
         chunk_chars=chunk_chars,
         first_token_delay=first_token_delay,
         chunk_delay=chunk_delay,
+        drop_after_chunks=drop_after_chunks,
     )
 
 
@@ -169,6 +188,8 @@ class ChatRequest:
     # monotonic time the first SSE chunk was written
     first_chunk_at: float | None = None
     client_disconnected: bool = False
+    chunks_sent: int = 0  # SSE chunks written (not counting [DONE])
+    dropped: bool = False  # the stand-in cut the connection mid-stream (drop_after_chunks)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -195,6 +216,7 @@ class SpeechRequest:
     first_byte_at: float | None = None
     audio_duration: float = 0.0  # seconds of audio served
     client_disconnected: bool = False
+    error_status: int | None = None  # answered with this error (tts_error_status)
 
     @property
     def input(self) -> str:
@@ -217,6 +239,20 @@ class SpeechRequest:
         return str(self.body.get("stream_format") or "audio")
 
 
+@dataclass
+class TranscriptionRequest:
+    """One ``POST /v1/audio/transcriptions`` (multipart form), as the openai SDK sends it."""
+
+    received_at: float  # time.monotonic()
+    model: str
+    language: str | None
+    prompt: str | None
+    response_format: str
+    filename: str
+    audio_bytes: int  # length of the uploaded file (a WAV from the livekit plugin)
+    text: str = ""  # what the stand-in answered
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -231,14 +267,22 @@ class OpenAIStandin(LocalServer):
     tts_first_byte_delay: float = 0.0
     tts_chunk_delay: float = 0.0
     tts_ms_per_char: float = TTS_MS_PER_CHAR
+    # While set, every /v1/audio/speech is answered with this status and an OpenAI-style
+    # JSON error (a TTS outage); may be set or cleared at any time, e.g. mid-call.
+    tts_error_status: int | None = None
+    tts_error_message: str = DEFAULT_ERROR_MESSAGE
+    # What /v1/audio/transcriptions answers beyond script_transcriptions().
+    default_transcription: str = ""
     chat_requests: list[ChatRequest] = field(default_factory=list, init=False)
     speech_requests: list[SpeechRequest] = field(default_factory=list, init=False)
+    transcription_requests: list[TranscriptionRequest] = field(default_factory=list, init=False)
     models_requests: int = field(default=0, init=False)
     # API keys answered with 401, as OpenAI answers a wrong or revoked key.
     rejected_keys: set[str] = field(default_factory=set, init=False)
     # (method, path) of anything unrouted, e.g. the TTS plugin's prewarm GET
     other_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
     _queue: deque[LlmTurn] = field(default_factory=deque, init=False, repr=False)
+    _transcriptions: deque[str] = field(default_factory=deque, init=False, repr=False)
     _plugins: list[Any] = field(default_factory=list, init=False, repr=False)
 
     # ---- lifecycle
@@ -271,6 +315,15 @@ class OpenAIStandin(LocalServer):
     def default_replies_used(self) -> int:
         return sum(1 for r in self.chat_requests if r.used_default)
 
+    def script_transcriptions(self, texts: Iterable[str]) -> None:
+        """What the next /v1/audio/transcriptions requests hear, one text per request, in
+        order; requests beyond the script get default_transcription."""
+        self._transcriptions.extend(texts)
+
+    @property
+    def pending_transcriptions(self) -> list[str]:
+        return list(self._transcriptions)
+
     # ---- real plugin instances pointed at this server
 
     def llm(self, **kwargs: Any) -> lk_openai.LLM:
@@ -289,6 +342,15 @@ class OpenAIStandin(LocalServer):
         kwargs.setdefault("response_format", "pcm")
         return self._track(lk_openai.TTS(**kwargs))
 
+    def stt(self, **kwargs: Any) -> lk_openai.STT:
+        """A real openai.STT on the HTTP transcriptions API (not the realtime websocket)."""
+        from livekit.plugins import openai as lk_openai
+
+        kwargs.setdefault("api_key", "test")
+        kwargs.setdefault("base_url", self.base_url)
+        kwargs.setdefault("use_realtime", False)
+        return self._track(lk_openai.STT(**kwargs))
+
     def _track(self, plugin: Any) -> Any:
         self._plugins.append(plugin)
         return plugin
@@ -299,6 +361,7 @@ class OpenAIStandin(LocalServer):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/audio/speech", self._handle_speech)
+        app.router.add_post("/v1/audio/transcriptions", self._handle_transcription)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
         app.router.add_route("*", "/{tail:.*}", self._handle_other)
@@ -336,6 +399,10 @@ class OpenAIStandin(LocalServer):
         if body.get("stream"):
             return await self._stream_chat(request, body, turn, record)
         await _sleep_until(received_at + turn.first_token_delay)
+        if turn.drop_after_chunks is not None:
+            # Nothing to stream: the connection goes down before any answer.
+            record.dropped = True
+            return _cut_connection(request, web.StreamResponse())
         return web.json_response(_completion(body, turn))
 
     def _next_turn(self) -> tuple[LlmTurn, bool]:
@@ -359,10 +426,17 @@ class OpenAIStandin(LocalServer):
         try:
             await _sleep_until(record.received_at + turn.first_token_delay)
             for i, chunk in enumerate(chunks):
+                if i == turn.drop_after_chunks:
+                    record.dropped = True
+                    return _cut_connection(request, resp)
                 if i and turn.chunk_delay:
                     await asyncio.sleep(turn.chunk_delay)
                 await resp.write(_sse(chunk))
+                record.chunks_sent += 1
                 record.first_chunk_at = record.first_chunk_at or time.monotonic()
+            if turn.drop_after_chunks is not None:  # fewer chunks than that: cut at the end
+                record.dropped = True
+                return _cut_connection(request, resp)
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except ConnectionResetError:
@@ -377,6 +451,9 @@ class OpenAIStandin(LocalServer):
         body = await request.json()
         record = SpeechRequest(body=body, received_at=received_at)
         self.speech_requests.append(record)
+        if self.tts_error_status is not None:
+            record.error_status = self.tts_error_status
+            return _error_response(self.tts_error_status, self.tts_error_message)
         fmt = record.response_format
         if fmt not in _RAW_CONTENT_TYPES and fmt not in _AV_FORMATS:
             return _error_response(400, f"unsupported response_format {fmt!r}")
@@ -389,6 +466,36 @@ class OpenAIStandin(LocalServer):
         except ConnectionResetError:
             record.client_disconnected = True
         return resp
+
+    # ---- transcriptions (speech-to-text over HTTP)
+
+    async def _handle_transcription(self, request: web.Request) -> web.Response:
+        received_at = time.monotonic()
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _error_response(400, "the form has no 'file' upload")
+        audio = upload.file.read()
+        queue = self._transcriptions
+        text = queue.popleft() if queue else self.default_transcription
+        record = TranscriptionRequest(
+            received_at=received_at,
+            model=str(form.get("model", "")),
+            language=_form_text(form.get("language")),
+            prompt=_form_text(form.get("prompt")),
+            response_format=str(form.get("response_format") or "json"),
+            filename=upload.filename,
+            audio_bytes=len(audio),
+            text=text,
+        )
+        self.transcription_requests.append(record)
+        if record.response_format == "text":
+            return web.Response(text=text)
+        body: dict[str, Any] = {"text": text}
+        if record.response_format == "verbose_json":  # whisper-1's, with the language
+            body |= {"task": "transcribe", "language": record.language or "english"}
+            body |= {"duration": _wav_seconds(audio), "segments": []}
+        return web.json_response(body)
 
     def audio_duration_for(self, text: str) -> float:
         """Seconds of audio the stand-in serves for ``text`` (before codec padding)."""
@@ -626,6 +733,27 @@ async def _open_stream(request: web.Request, ctype: str) -> web.StreamResponse:
     )
     await resp.prepare(request)
     return resp
+
+
+def _cut_connection(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """Close the TCP connection now, mid-body: what was written is flushed, the end of the
+    chunked body never comes (aiohttp's write_eof then fails quietly on the closed socket)."""
+    resp.force_close()
+    if request.transport is not None:
+        request.transport.close()
+    return resp
+
+
+def _form_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _wav_seconds(data: bytes) -> float:
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            return w.getnframes() / w.getframerate()
+    except (wave.Error, EOFError):
+        return 0.0
 
 
 def _error_response(status: int, message: str) -> web.Response:
