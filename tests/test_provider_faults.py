@@ -62,7 +62,7 @@ async def test_llm_down_the_caller_hears_the_apology_then_the_call_ends(
         # The request is tried once more, soon (the framework's own: four tries, 2 s apart,
         # then silence until the caller spoke again).
         first, retry = openai_server.chat_requests[:2]
-        assert 0.05 <= retry.received_at - first.received_at < 1.5
+        assert retry.received_at - first.received_at < 1.5
         await run.end_job()
     assert len(livekit_server.calls("DeleteRoom")) == 1
     record = saved_record()
@@ -161,7 +161,7 @@ async def test_a_stalled_llm_with_a_fallback_is_left_after_the_attempt_bound(
     openai_server.default_turn = reply("Too late.", first_token_delay=30)
 
     def check(run: JobRun, second: OpenAIStandin, answered_after: float) -> None:
-        assert answered_after < 6.0  # bound 2.5 s + answer
+        assert answered_after < 6.0  # bound 2 s + answer
         spoken = " ".join(r.input for r in openai_server.speech_requests)
         assert spoken.endswith(ANSWER) and "Too late" not in spoken
         assert run.state.outcome is None
@@ -187,7 +187,7 @@ async def test_a_stalled_llm_without_a_fallback_gets_the_apology_after_its_bound
 
         spoken = " ".join(r.input for r in openai_server.speech_requests)
         assert spoken.endswith(apology(run)) and "Too late" not in spoken
-        # Two attempts of 2.5 s each, half a second apart (the framework's own: 10 s a try).
+        # Two attempts of 2 s each (the framework's own: three of 10 s).
         assert run.sink.segments[-1].started_at - turn_ended < 12.0
     record = saved_record()
     assert (record.outcome, record.end_reason) == (Outcome.FAILED, "provider-error")
@@ -296,7 +296,8 @@ async def test_a_stalled_tts_gets_the_cached_apology_after_its_bound(
     record = await tts_fault_without_a_fallback(
         monkeypatch, livekit_server, openai_server, tmp_path, fault
     )
-    assert record.error.startswith("tts: APITimeoutError") and "no audio within 2 s" in record.error
+    assert record.error.startswith("tts: APITimeoutError")
+    assert "no audio within 1.5 s" in record.error
 
 
 async def tts_fault_with_a_fallback(monkeypatch, livekit_server, openai_server, fault):
