@@ -44,8 +44,10 @@ async def spoken_call(
     *,
     env: dict[str, str] | None = None,
     greeting_audio: GreetingAudioCache | None = None,
+    audio_speed: float = 4.0,
 ) -> AsyncIterator[tuple[JobRun, CallerAudio]]:
-    """A call answered and greeted; the caller says LINE once `caller.start()` is called."""
+    """A call answered and greeted; the caller says LINE once `caller.start()` is called.
+    `audio_speed`: how much faster than real time the agent's audio plays."""
     caller = CallerAudio(Silence(0.3), Speech(LINE), Silence(8), autostart=False)
     async with job(
         monkeypatch,
@@ -54,6 +56,7 @@ async def spoken_call(
         env=env,
         audio_input=caller,
         greeting_audio=greeting_audio,
+        audio_speed=audio_speed,
     ) as run:
         await answered(run)
         yield run, caller
@@ -71,7 +74,11 @@ async def test_stt_refused_from_the_start_the_caller_hears_the_apology_in_full(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):
     deepgram_server.refuse_connections = True
-    async with spoken_call(monkeypatch, livekit_server, openai_server) as (run, _):
+    # In real time: the apology lasts as long as a caller would hear it.
+    async with spoken_call(monkeypatch, livekit_server, openai_server, audio_speed=1.0) as (
+        run,
+        _,
+    ):
         await the_line_goes_down_after_the_apology(livekit_server, run)
         spoken = " ".join(r.input for r in openai_server.speech_requests)
         assert spoken.endswith(apology(run))
