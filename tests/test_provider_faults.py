@@ -297,7 +297,7 @@ async def test_a_stalled_tts_gets_the_cached_apology_after_its_bound(
         monkeypatch, livekit_server, openai_server, tmp_path, fault
     )
     assert record.error.startswith("tts: APITimeoutError")
-    assert "no audio within 1.5 s" in record.error
+    assert "no audio within 1.2 s" in record.error
 
 
 async def tts_fault_with_a_fallback(monkeypatch, livekit_server, openai_server, fault):

@@ -9,7 +9,7 @@ The bounds are for a caller on a silent line, who should never wait more than ~3
 their turn ends:
 - LLM: the first token (and each next one) within 2 s. A healthy model's first token comes
   in 0.3-1 s; 2 s plus the fallback's own first token and first audio stays under 3 s.
-- TTS: the first audio within 1.5 s (healthy: 0.1-0.6 s), see
+- TTS: the first audio within 1.2 s (healthy: 0.1-0.6 s), see
   telephony.call.first_audio_bound; the framework bounds only the connection.
 - STT: the connection within 3 s (healthy: ~0.2 s).
 A bound this tight can switch a slow but healthy request to the fallback; that costs the
@@ -33,7 +33,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from telephony.call.first_audio_bound import FirstAudioBound
 
 LLM_FIRST_TOKEN_SECONDS = 2.0
-TTS_FIRST_AUDIO_SECONDS = 1.5
+TTS_FIRST_AUDIO_SECONDS = 1.2
 STT_CONNECT_SECONDS = 3.0
 RETRY_INTERVAL_SECONDS = 0.5
 RETRIES_ALONE = 1
