@@ -46,6 +46,7 @@ from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_api import LiveKitApiStandin
 from telephony.devtools.standins.openai_server import LlmTurn, OpenAIStandin, reply, respond
 from telephony.domain.paths import PROJECT_ROOT
+from telephony.domain.settings import SETTING_NAMES
 
 # What the caller says, one line a turn (cycled); no commas, so each is one utterance.
 CALLER_LINES = (
@@ -128,18 +129,7 @@ class StepOutcome:
 
 # The product's fallback settings: all blank (the default: none, and a developer's
 # .env.local cannot fill them), unless the benchmark configures its fallbacks.
-FALLBACK_SETTINGS = (
-    "FALLBACK_LLM_MODEL",
-    "FALLBACK_LLM_BASE_URL",
-    "FALLBACK_LLM_API_KEY",
-    "FALLBACK_TTS_PROVIDER",
-    "FALLBACK_TTS_MODEL",
-    "FALLBACK_TTS_VOICE",
-    "FALLBACK_TTS_BASE_URL",
-    "FALLBACK_STT_PROVIDER",
-    "FALLBACK_STT_MODEL",
-    "FALLBACK_STT_BASE_URL",
-)
+FALLBACK_SETTINGS = tuple(name for name in SETTING_NAMES if name.startswith("FALLBACK_"))
 FALLBACK_LLM_MODEL = "gpt-4o-mini"
 
 
