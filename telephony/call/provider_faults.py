@@ -84,16 +84,22 @@ class _ProviderErrors:
                     inner.on("error", self._note)
 
     def _note(self, error: Any) -> None:
-        kind = getattr(error, "type", "provider_error").removesuffix("_error")
-        self.latest[kind] = _describe(getattr(error, "error", error))
+        self.latest[_kind(error)] = _describe(error)
 
     def why(self, error: Any) -> str:
-        kind = getattr(error, "type", "provider_error").removesuffix("_error")
-        return f"{kind}: {self.latest.get(kind) or _describe(getattr(error, 'error', error))}"
+        kind = _kind(error)
+        return f"{kind}: {self.latest.get(kind) or _describe(error)}"
 
 
-def _describe(error: object) -> str:
-    return f"{type(error).__name__}: {error}"
+def _kind(error: Any) -> str:
+    """The kind of provider ("llm", "stt" or "tts") from the framework's error event."""
+    return getattr(error, "type", "provider_error").removesuffix("_error")
+
+
+def _describe(error: Any) -> str:
+    """The provider's own exception carried by an error event, e.g. "APIStatusError: ..."."""
+    cause = getattr(error, "error", error)
+    return f"{type(cause).__name__}: {cause}"
 
 
 def apologize_on_provider_failure(session: AgentSession[CallState], state: CallState) -> None:

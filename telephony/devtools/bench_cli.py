@@ -202,12 +202,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.fault:
         return _fault_bench(args, options, output, progress)
     report = asyncio.run(run_bench(options, progress))
-    try:
-        write_report(report, output)
-    except OSError as e:
-        raise CliError(f"could not write {output}: {e.strerror or e}") from e
-    print(rpt.render(report))
-    print(f"\nresults: {_shown(output)}")
+    _publish(report, rpt.render(report), output)
     failed = sum(run["calls_failed"] for run in report["runs"].values())
     failed += sum(row["calls_failed"] for row in report["sweep"])
     return 1 if failed else 0
@@ -220,13 +215,18 @@ def _fault_bench(
     report = asyncio.run(
         fault_mode.run_fault_bench(options, names, fallback=args.fallback, progress=progress)
     )
+    _publish(report, fault_mode.render(report), output)
+    return 1 if fault_mode.failed(report) else 0
+
+
+def _publish(report: dict[str, Any], table: str, output: Path) -> None:
+    """Everything measured to `output`, the table to the terminal."""
     try:
         write_report(report, output)
     except OSError as e:
         raise CliError(f"could not write {output}: {e.strerror or e}") from e
-    print(fault_mode.render(report))
+    print(table)
     print(f"\nresults: {_shown(output)}")
-    return 1 if fault_mode.failed(report) else 0
 
 
 def _shown(path: Path) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 from telephony.devtools.bench import report as rpt
 from telephony.devtools.bench.call import CallPlan
 from telephony.devtools.bench.runner import (
-    UNSET,
     BenchOptions,
     StandIns,
+    call_plan,
     run_step,
     start_context,
 )
@@ -50,18 +50,8 @@ async def run_bench(
         def plan(
             index: int, variant: str, answer_delay: float = 0.0, turns: int | None = None
         ) -> CallPlan:
-            return CallPlan(
-                index=index,
-                variant=variant,
-                turns=options.turns if turns is None else turns,
-                lines=options.lines,
-                providers=options.providers,
-                env=env,
-                unset=UNSET,
-                gap=options.gap,
-                pause=options.pause,
-                answer_delay=answer_delay,
-            )
+            turns = options.turns if turns is None else turns
+            return call_plan(options, env, index, variant, turns, answer_delay=answer_delay)
 
         # A running line has had callers before: the first call after a deploy (or a new
         # greeting text or voice) synthesizes the greeting and fills the cache. That call

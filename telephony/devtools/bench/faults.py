@@ -43,10 +43,10 @@ from typing import Any, Literal
 from telephony.devtools.bench import report as rpt
 from telephony.devtools.bench.call import CALL_START, GREETED, CallPlan
 from telephony.devtools.bench.runner import (
-    UNSET,
     BenchOptions,
     CallOutcome,
     StandIns,
+    call_plan,
     run_step,
     start_context,
 )
@@ -178,19 +178,8 @@ class _Configuration:
         self._progress = progress
 
     def _plan(self, env: dict[str, str], index: int, fault: str | None, turns: int) -> CallPlan:
-        options = self._options
-        return CallPlan(
-            index=index,
-            variant="product",
-            turns=turns,
-            lines=options.lines,
-            providers=options.providers,
-            env=env,
-            unset=UNSET,
-            gap=options.gap,
-            pause=options.pause,
-            turn_timeout=TURN_TIMEOUT,
-            fault=fault,
+        return call_plan(
+            self._options, env, index, "product", turns, turn_timeout=TURN_TIMEOUT, fault=fault
         )
 
     async def faults(

@@ -80,6 +80,24 @@ UNSET = (
 PREPARE_TIMEOUT = 120.0
 
 
+def call_plan(
+    options: BenchOptions, env: dict[str, str], index: int, variant: str, turns: int, **more: Any
+) -> CallPlan:
+    """One call's plan from the bench's options (`more`: answer_delay, turn_timeout, fault)."""
+    return CallPlan(
+        index=index,
+        variant=variant,
+        turns=turns,
+        lines=options.lines,
+        providers=options.providers,
+        env=env,
+        unset=UNSET,
+        gap=options.gap,
+        pause=options.pause,
+        **more,
+    )
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     calls: int = 3
