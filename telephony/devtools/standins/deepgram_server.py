@@ -22,13 +22,17 @@ of audio received by then. Without a script, audio is only counted; utterances b
 script say `default_transcript` (empty by default: empty results).
 
 With `final_delay` (a provider's latency, as the benchmark sets it), every pause of an
-utterance brings a final result (speech_final=true) `final_delay` seconds of wall-clock time
-after the last loud window before it reached the server (if no voice followed by then), as
-Deepgram's endpointing does: it holds the words "heard" since the previous final result
-(FINAL_WORDS_PER_SECOND of loud time; all the rest once enough time has passed), and at
-least one word, so the transcript grows at every pause, and the one after the last words
-of the utterance arrives `final_delay` after them. The end of the utterance
-(`end_of_speech`) then brings an empty final result (as after a Finalize).
+utterance brings a final result (speech_final=true), as Deepgram's endpointing does: once the
+server has received the query's `endpointing` milliseconds of silence after the last loud
+window (10 when the query does not say; the deepgram plugin asks for 25), `final_delay`
+seconds of wall-clock time after the audio holding that silence arrived (if no voice followed
+by then). A server cannot hear the end of speech before the audio that shows it reaches it:
+the plugin sends 50 ms chunks, so the final result comes 25-75 ms + `final_delay` after the
+caller's last audible sample, as it would from Deepgram. The result holds the words
+"heard" since the previous final result (FINAL_WORDS_PER_SECOND of loud time; all the rest
+once enough time has passed), and at least one word, so the transcript grows at every pause,
+and the one after the last words of the utterance arrives that long after them. The end of
+the utterance (`end_of_speech`) then brings an empty final result (as after a Finalize).
 
 Outages, switchable at any time (mid-call): `refuse_connections` answers every new
 connection's upgrade with HTTP 503 and a JSON error; `drop_connections()` closes the open
@@ -325,7 +329,9 @@ class _Utterance:
     last_voice: float  # audio time at the end of its last loud window
     next_interim: float
     finalized: bool = False  # its words went out in a final result (Finalize, final_delay)
-    last_voice_arrived: float = 0.0  # time.monotonic() when its last loud window arrived
+    # time.monotonic() when the audio holding the endpointing silence after the last loud
+    # window arrived (None: voice since, or not yet that much silence)
+    silence_arrived: float | None = None
     words_sent: int = 0  # words already in final results at pauses (final_delay)
     voice_since_final: bool = True  # loud windows since the last final result at a pause
 
@@ -347,6 +353,9 @@ class _Listener:
         self._last_final = 0.0  # audio time up to which results are final
         encoding = connection.query.get("encoding", "linear16")
         self._deaf = encoding != "linear16"
+        # Silence that ends a pause for Deepgram's endpointing; Deepgram's default is 10 ms.
+        endpointing = connection.query.get("endpointing", "10")
+        self._endpointing = int(endpointing) / 1000 if endpointing.isdigit() else 0.01
         if self._deaf:
             logger.warning("deepgram stand-in only listens to linear16, not %s", encoding)
 
@@ -362,8 +371,6 @@ class _Listener:
         channels = self._connection.channels
         self._pending += data
         step = 2 * channels * self._window
-        # the audio time the last complete window of this data ends at, heard at arrived_at
-        end = self._now() + (len(self._pending) // step) * WINDOW_SECONDS
         while len(self._pending) >= step:
             chunk, self._pending = self._pending[:step], self._pending[step:]
             samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
@@ -371,9 +378,17 @@ class _Listener:
             self._samples += self._window
             loud = level >= self._options.speech_level
             out += self._on_window(loud)
-            if loud and self._utterance is not None:
-                self._utterance.last_voice_arrived = arrived_at - (end - self._now())
-                self._utterance.voice_since_final = True
+            utterance = self._utterance
+            if utterance is None:
+                continue
+            if loud:
+                utterance.voice_since_final = True
+                utterance.silence_arrived = None
+            elif (
+                utterance.silence_arrived is None
+                and self._now() - utterance.last_voice >= self._endpointing - 1e-9
+            ):
+                utterance.silence_arrived = arrived_at
         return out
 
     def final_due(self) -> float | None:
@@ -384,7 +399,9 @@ class _Listener:
             return None
         if not utterance.text:
             return None
-        return utterance.last_voice_arrived + delay
+        if utterance.silence_arrived is None:
+            return None
+        return utterance.silence_arrived + delay
 
     def deliver_final(self) -> list[dict[str, Any]]:
         """The final result of the pause under way (final_delay), if it is due."""
