@@ -9,13 +9,14 @@ synthetic caller (`CallerAudio`) through its audio input and speaks into a real-
 environment). The one seam that needs a LiveKit server, the wiring's `join_room`, is the
 bench's own: it connects the session to that input and output.
 
-The caller waits for the greeting, then, turn after turn, waits until the agent has
-finished speaking, lets `gap` seconds pass and says its next line; the agent's answer is
-timed from the frame that carried the end of the caller's speech to the agent's first audio
-frame at the output. What the session decided along the way (the turn detector's verdict
-and the endpointing delay it chose, when the transcript arrived, when the turn was
-committed) is read from the framework's own debug log lines, and the floor each turn could
-have been answered in is computed from the session's actual options (see `turn_floor`).
+The caller waits for the greeting, then, turn after turn, waits until the agent has finished
+speaking, lets `gap` seconds pass and says its next line; the agent's answer is timed from
+the caller's last audible sample (the moment it was spoken on the line) to the moment the
+session hands the first frame of the answer to its audio output. What the session decided
+along the way (the turn detector's verdict and the endpointing delay it chose, when the
+transcript arrived, when the turn was committed) is read from the framework's own debug log
+lines, and the floor each turn could have been answered in is computed from the session's
+actual options (see `turn_floor`).
 
 With a fault (`CallPlan.fault`, the benchmark's fault mode, see faults.py), the call asks the
 benchmark process to switch it on in the stand-ins through its pipe: at the call's start
@@ -410,7 +411,7 @@ async def _run_call(
                 cpu_start, answered = _cpu_seconds(), time.monotonic()
                 room.add_participant(phone_caller(plan.index))
                 await _until(lambda: bool(sink.segments), GREETING_TIMEOUT, "the greeting")
-                result.greeting = sink.segments[0].started_at - answered
+                result.greeting = sink.segments[0].handed_at - answered
                 result.greeting_source = speech_sources[0] if speech_sources else None
                 (session,), (caller,) = sessions, callers
                 result.options = session_options(session)
@@ -599,7 +600,7 @@ async def _take_turn(
             "a reply",
         )
     if len(sink.segments) > replies_before:
-        turn.reply_started_at = sink.segments[replies_before].started_at
+        turn.reply_started_at = sink.segments[replies_before].handed_at
         turn.response = turn.reply_started_at - turn.speech_ended_at
         # The agent began before the caller's last word reached it: a cut-off, not an answer.
         turn.cut_off = turn.response < 0

@@ -3,11 +3,11 @@
 Every figure is given as p50 and p90 (numpy's linear interpolation between the closest
 ranks) in milliseconds:
 
-- greeting: call answered (the caller's participant active in the room) -> the first frame
-  of the greeting at the agent's audio output;
-- response: end of the caller's speech (the 20 ms frame holding its last audible sample
-  reached the session) -> the first frame of the agent's answer at the output, on every
-  answered turn, and on the turns the turn detector called finished;
+- greeting: call answered (the caller's participant active in the room) -> the session
+  hands the first frame of the greeting to its audio output;
+- response: the caller's last audible sample (spoken on the line) -> the session hands the
+  first frame of the agent's answer to its audio output, on every answered turn, and on the
+  turns the turn detector called finished;
 - overhead: response minus the floor of that turn (`call.turn_floor`).
 """
 

@@ -25,6 +25,9 @@ GAP_SECONDS = 0.1
 @dataclass
 class PlayedSegment:
     started_at: float  # time.monotonic() when the first frame started playing
+    # time.monotonic() when the session handed the first frame to this output: where the
+    # agent's audio leaves the session (a room's track would send it from here)
+    handed_at: float = 0.0
     duration: float = 0.0  # seconds of audio played
     finished_at: float | None = None
     interrupted: bool = False
@@ -46,7 +49,8 @@ class RealTimeAudioSink(io.AudioOutput):
         # `speed` > 1 plays faster than real time, to keep slow tests short.
         self._speed = speed
         self.segments: list[PlayedSegment] = []
-        self._queue: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
+        # frames with the time each was handed over; None ends a segment
+        self._queue: asyncio.Queue[tuple[rtc.AudioFrame, float] | None] = asyncio.Queue()
         self._player: asyncio.Task[None] | None = None
         self._current: PlayedSegment | None = None
         self._interrupt = asyncio.Event()
@@ -65,11 +69,12 @@ class RealTimeAudioSink(io.AudioOutput):
             await self._segment_done.wait()
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        handed_at = time.monotonic()
         await super().capture_frame(frame)
         self._segment_open = True
         if self._player is None:
             self._player = asyncio.create_task(self._play())
-        self._queue.put_nowait(frame)
+        self._queue.put_nowait((frame, handed_at))
 
     def flush(self) -> None:
         super().flush()
@@ -89,12 +94,13 @@ class RealTimeAudioSink(io.AudioOutput):
 
     async def _play(self) -> None:
         while True:
-            frame = await self._queue.get()
-            if frame is None:
+            item = await self._queue.get()
+            if item is None:
                 self._finish_segment()
                 continue
+            frame, handed_at = item
             if self._current is None:
-                self._current = PlayedSegment(started_at=time.monotonic())
+                self._current = PlayedSegment(started_at=time.monotonic(), handed_at=handed_at)
                 self._played_until = self._current.started_at
                 self.segments.append(self._current)
                 self.on_playback_started(created_at=time.time())
