@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from livekit.agents import JobContext, JobProcess, inference
+from livekit.agents import JobContext, JobProcess
 
 from telephony.call import models
 from telephony.call.greeting_audio import GreetingAudioCache
 from telephony.call.recorder import recorder_for
-from telephony.call.turn_taking import VAD_MIN_SILENCE_SECONDS
+from telephony.call.turn_taking import phone_vad
 from telephony.domain.config import CallConfig, load_config
 from telephony.domain.env_files import load_env_files
 from telephony.domain.log_masking import install_phone_masking
@@ -40,7 +40,7 @@ PHONE_WIRING = CallWiring()
 
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process, before any call: nothing slow is left for the caller to wait on."""
-    proc.userdata["vad"] = vad = inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
+    proc.userdata["vad"] = vad = phone_vad()
     proc.userdata["config"] = config = load_config()
     proc.userdata["greeting_audio"] = GreetingAudioCache(config.settings.greeting_audio_dir)
     models.warm_tls_context()

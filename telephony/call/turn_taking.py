@@ -7,7 +7,7 @@ model) stays on: it is what keeps the short waits below from cutting callers off
 
 from __future__ import annotations
 
-from livekit.agents import inference
+from livekit.agents import NOT_GIVEN, inference
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from telephony.domain.settings import Settings
@@ -32,17 +32,34 @@ MIN_DELAY_SECONDS = 0.3
 MAX_DELAY_SECONDS = 1.5
 
 
+# The end-of-turn model's threshold: below it a turn is judged unfinished (max_delay). None
+# keeps the model's calibrated default (0.36 for English on the local model).
+UNLIKELY_THRESHOLD: float | None = None
+
+# Whether the TTS starts on the preemptive reply's first sentence before the turn is
+# committed (its audio still waits for the commit).
+PREEMPTIVE_TTS = False
+
 # TURN_DETECTOR: the end-of-turn model. Left to itself the framework picks LiveKit's cloud
 # model in `dev` mode and under a hosting platform (then falls back to the local one when it
 # cannot reach it), so a self-hosted worker would first try a cloud host on every call.
 TURN_DETECTOR_VERSIONS = {"local": "v1-mini", "cloud": "v1"}
 
 
+def phone_vad() -> inference.VAD:
+    """The VAD a worker process loads once (prewarm) and every call shares."""
+    return inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
+
+
 def phone_turn_handling(settings: Settings) -> TurnHandlingOptions:
-    """The session's turn handling for phone callers, with the models chosen explicitly."""
+    """The session's turn handling for phone callers, with the models chosen explicitly.
+    The module's values are read on each call, so the benchmark can try others (bench
+    --turn)."""
+    threshold = NOT_GIVEN if UNLIKELY_THRESHOLD is None else UNLIKELY_THRESHOLD
     return TurnHandlingOptions(
         turn_detection=inference.TurnDetector(
-            version=TURN_DETECTOR_VERSIONS[settings.turn_detector]  # type: ignore[arg-type]
+            version=TURN_DETECTOR_VERSIONS[settings.turn_detector],  # type: ignore[arg-type]
+            unlikely_threshold=threshold,
         ),
         # INTERRUPTION_DETECTION: "vad" (speech over the agent interrupts it, locally) or
         # "adaptive" (LiveKit's cloud model tells a barge-in from a backchannel). Left unset,
@@ -56,5 +73,5 @@ def phone_turn_handling(settings: Settings) -> TurnHandlingOptions:
         # The LLM starts on the final transcript, before the turn is committed; its audio waits
         # for the commit. The TTS is not run early (preemptive_tts): the LLM's first token,
         # not the endpointing wait, is the longer of the two, so it would only add TTS cost.
-        preemptive_generation={"enabled": True, "preemptive_tts": False},
+        preemptive_generation={"enabled": True, "preemptive_tts": PREEMPTIVE_TTS},
     )

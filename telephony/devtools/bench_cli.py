@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from telephony.devtools.bench import BenchOptions, default_output, run_bench, write_report
+from telephony.devtools.bench import (
+    BenchOptions,
+    default_output,
+    run_bench,
+    turn_overrides,
+    write_report,
+)
 from telephony.devtools.bench import faults as fault_mode
 from telephony.devtools.bench import report as rpt
 from telephony.devtools.bench.caller import tools_available
@@ -123,6 +129,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="capacity sweep: run N calls at once for each N (e.g. 1,4,8,16,32)",
     )
     parser.add_argument(
+        "--turn",
+        action="append",
+        type=_turn_arg,
+        default=[],
+        metavar="NAME=VALUE",
+        help="run the agent with another turn-taking value (repeatable): "
+        f"{', '.join(turn_overrides.KNOBS)}; e.g. --turn max_delay=1.0 --turn preemptive_tts=on",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=_fault_arg,
@@ -165,6 +180,13 @@ def _sweep_arg(text: str) -> tuple[int, ...]:
     return values
 
 
+def _turn_arg(text: str) -> tuple[str, Any]:
+    try:
+        return turn_overrides.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _fault_arg(text: str) -> str:
     if text != fault_mode.ALL and text not in fault_mode.FAULT_CLASSES:
         choices = ", ".join([*fault_mode.FAULT_CLASSES, fault_mode.ALL])
@@ -194,6 +216,7 @@ def _bench(args: argparse.Namespace) -> int:
         pause=args.pause_ms / 1000,
         baseline=args.baseline,
         sweep=args.sweep,
+        turn=tuple(args.turn),
     )
 
     def progress(message: str) -> None:

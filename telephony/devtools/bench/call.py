@@ -58,6 +58,7 @@ from livekit.agents.utils import http_context
 from telephony.call import framework_compat as compat
 from telephony.call import models
 from telephony.call.call_context import call_context_from_participant
+from telephony.devtools.bench import turn_overrides
 from telephony.devtools.bench.caller import CallerAudio, Silence, Speech, render
 from telephony.devtools.bench.room import BenchRoom, phone_caller
 from telephony.devtools.bench.sink import RealTimeAudioSink
@@ -113,6 +114,7 @@ class CallPlan:
     turn_timeout: float = 10.0
     answer_delay: float = 0.0  # seconds after "go" before the caller joins
     fault: str | None = None  # the fault class of this call (fault mode), see faults.py
+    turn: tuple[tuple[str, Any], ...] = ()  # the product's turn-taking values to change
 
 
 @dataclass
@@ -273,6 +275,8 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
             greet=seed_greet,
             caller_room_options=seed_room_options,
         )
+    if plan.variant == "product":
+        turn_overrides.apply(plan.turn)
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     if agent.server.setup_fnc is not None:
         agent.server.setup_fnc(proc)

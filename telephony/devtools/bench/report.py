@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from telephony.devtools.bench import turn_overrides
 from telephony.devtools.bench.runner import BenchOptions, CallOutcome, StepOutcome
 from telephony.operator.cli.base import table
 
@@ -318,4 +319,6 @@ def options_dict(options: BenchOptions) -> dict[str, Any]:
         "pause_seconds": options.pause,
         "answer_interval_seconds": options.answer_interval,
         "caller_lines": list(options.lines),
+        "turn_overrides": dict(options.turn),
+        "turn_taking": turn_overrides.current() | dict(options.turn),
     }

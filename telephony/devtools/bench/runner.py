@@ -94,6 +94,7 @@ def call_plan(
         unset=UNSET,
         gap=options.gap,
         pause=options.pause,
+        turn=options.turn,
         **more,
     )
 
@@ -115,6 +116,8 @@ class BenchOptions:
     # new call every ~6 s), and every call is in progress together once the last is answered.
     answer_interval: float = 0.5
     lines: tuple[str, ...] = CALLER_LINES
+    # The product's turn-taking values to change (bench --turn; see turn_overrides.py).
+    turn: tuple[tuple[str, Any], ...] = ()
 
     @property
     def providers(self) -> Providers:
