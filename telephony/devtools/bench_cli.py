@@ -17,7 +17,8 @@ from telephony.devtools.bench import (
 )
 from telephony.devtools.bench import faults as fault_mode
 from telephony.devtools.bench import report as rpt
-from telephony.devtools.bench.caller import tools_available
+from telephony.devtools.bench.caller import CALLER_VOICES, DEFAULT_VOICE, missing_for
+from telephony.devtools.bench.runner import LINE_SETS
 from telephony.operator.cli.base import CliError, UsageError, add_command, positive_int_arg
 
 P = "python -m telephony"
@@ -29,10 +30,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Runs this project's agent (agent.py: its session, prompts, tools and settings) on\n"
         "inbound calls whose providers are local stand-ins speaking the real wire protocols\n"
         "(OpenAI chat completions and speech, Deepgram's streaming listen API), with the\n"
-        "latencies below. Each caller is synthetic speech (espeak-ng) through an 8 kHz mu-law\n"
-        "phone line, played in real time; it waits for the greeting, then says a line after\n"
-        "each of the agent's answers. Each call runs in a process of its own, as the worker\n"
-        "runs jobs. Needs espeak-ng and sox; no keys, no network.\n"
+        "latencies below. Each caller is synthetic speech through an 8 kHz mu-law phone line,\n"
+        "played in real time; it waits for the greeting, then says a line after each of the\n"
+        "agent's answers. Each call runs in a process of its own, as the worker runs jobs.\n"
+        "Needs sox (and espeak-ng for the espeak voice); no keys, no network. Caller voices\n"
+        "(--voice; each voice gets its own calls and table, the sweep uses the first):\n"
+        + "".join(f"  {name:<12} {v.summary}\n" for name, v in CALLER_VOICES.items())
+        + "Caller lines (--lines): natural (questions, short answers, digits, a time, a\n"
+        "spelled name) or plain (five plain sentences, the lines before natural ones).\n"
         "\n"
         "Figures (p50 and p90, in ms): (a) call answered -> first greeting audio at the agent's\n"
         "output; (b) end of the caller's speech -> first audio of the answer, on every turn and\n"
@@ -69,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{P} bench --llm-ttft-ms 700 --tts-ttfb-ms 250 --output bench-results/slow.json",
             f"{P} bench --sweep 1,4,8,16,32 --turns 3",
             f"{P} bench --baseline --pause-ms 500",
+            f"{P} bench --baseline --voice joe,joe-slow,espeak --calls 3",
             f"{P} bench --fault llm-5xx --fault tts-stall --calls 1 --turns 2",
             f"{P} bench --fault all --fallback --calls 2",
         ],
@@ -115,6 +121,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0.0,
         help="the caller hesitates: each line is said in two halves with MS of silence "
         "between them; turns the agent ended before the caller had finished are counted (0)",
+    )
+    parser.add_argument(
+        "--voice",
+        action="append",
+        type=_voices_arg,
+        default=[],
+        metavar="NAME[,NAME...]",
+        help=f"caller voice(s): {', '.join(CALLER_VOICES)} (repeatable; default {DEFAULT_VOICE})",
+    )
+    parser.add_argument(
+        "--lines",
+        choices=list(LINE_SETS),
+        default="natural",
+        help="what the callers say: natural or plain lines (default natural)",
     )
     parser.add_argument(
         "--baseline",
@@ -187,6 +207,16 @@ def _turn_arg(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _voices_arg(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in CALLER_VOICES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{(unknown or [text])[0]!r} is not a caller voice ({', '.join(CALLER_VOICES)})"
+        )
+    return names
+
+
 def _fault_arg(text: str) -> str:
     if text != fault_mode.ALL and text not in fault_mode.FAULT_CLASSES:
         choices = ", ".join([*fault_mode.FAULT_CLASSES, fault_mode.ALL])
@@ -199,10 +229,12 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--fallback goes with --fault CLASS (fault mode)")
     if args.fault and (args.baseline or args.sweep):
         raise UsageError("--fault runs on its own: leave out --baseline and --sweep")
-    if not tools_available():
-        raise CliError(
-            "the synthetic callers need espeak-ng and sox: apt-get install espeak-ng sox"
-        )
+    voices = tuple(dict.fromkeys(name for names in args.voice for name in names))
+    voices = voices or (DEFAULT_VOICE,)
+    if args.fault and len(voices) > 1:
+        raise UsageError("--fault runs with one caller voice: give --voice a single name")
+    if missing := missing_for(voices):
+        raise CliError(f"the synthetic callers need {', '.join(missing)}")
     output: Path = args.output or default_output()
     if output.exists() and output.is_dir():
         raise UsageError(f"--output {output} is a folder; name a .json file")
@@ -217,6 +249,8 @@ def _bench(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         sweep=args.sweep,
         turn=tuple(args.turn),
+        lines=LINE_SETS[args.lines],
+        voices=voices,
     )
 
     def progress(message: str) -> None:
@@ -226,7 +260,9 @@ def _bench(args: argparse.Namespace) -> int:
         return _fault_bench(args, options, output, progress)
     report = asyncio.run(run_bench(options, progress))
     _publish(report, rpt.render(report), output)
-    failed = sum(run["calls_failed"] for run in report["runs"].values())
+    failed = sum(
+        run["calls_failed"] for voice in report["voices"].values() for run in voice["runs"].values()
+    )
     failed += sum(row["calls_failed"] for row in report["sweep"])
     return 1 if failed else 0
 

@@ -24,6 +24,7 @@ from telephony.devtools.bench.runner import (
     call_plan,
     run_step,
     start_context,
+    synthesize_callers,
 )
 from telephony.domain.paths import PROJECT_ROOT
 
@@ -39,19 +40,28 @@ def default_output(now: datetime | None = None) -> Path:
 async def run_bench(
     options: BenchOptions, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
-    """Run the calls (and the sweep) and return the report (see report.py for the figures)."""
+    """Run the calls (for each caller voice) and the sweep (the first voice); return the
+    report (see report.py for the figures)."""
     context = start_context()
     variants = ["product", "baseline"] if options.baseline else ["product"]
-    outcomes: dict[str, list[Any]] = {v: [] for v in variants}
+    outcomes: dict[str, dict[str, list[Any]]] = {
+        voice: {v: [] for v in variants} for voice in options.voices
+    }
     sweep: list[dict[str, Any]] = []
+    progress(f"caller voices: {', '.join(options.voices)}; synthesizing their lines...")
+    synthesize_callers(options)
     async with StandIns(options) as standins:
         env = standins.env()
 
         def plan(
-            index: int, variant: str, answer_delay: float = 0.0, turns: int | None = None
+            index: int,
+            variant: str,
+            voice: str | None = None,
+            answer_delay: float = 0.0,
+            turns: int | None = None,
         ) -> CallPlan:
             turns = options.turns if turns is None else turns
-            return call_plan(options, env, index, variant, turns, answer_delay=answer_delay)
+            return call_plan(options, env, index, variant, turns, voice, answer_delay=answer_delay)
 
         # A running line has had callers before: the first call after a deploy (or a new
         # greeting text or voice) synthesizes the greeting and fills the cache. That call
@@ -59,33 +69,39 @@ async def run_bench(
         step = await run_step(context, [plan(0, "product", turns=0)])
         (warm_up,) = step.calls
         progress(_call_line(0, 0, "product", warm_up).replace("call 0/0", "warm-up call"))
-        for i in range(options.calls):
-            for variant in variants:
-                step = await run_step(context, [plan(i + 1, variant)])
-                (outcome,) = step.calls
-                outcomes[variant].append(outcome)
-                progress(_call_line(i + 1, options.calls, variant, outcome))
+        index = 0
+        for voice in options.voices:
+            for i in range(options.calls):
+                index += 1
+                for variant in variants:
+                    step = await run_step(context, [plan(index, variant, voice)])
+                    (outcome,) = step.calls
+                    outcomes[voice][variant].append(outcome)
+                    progress(_call_line(i + 1, options.calls, f"{variant}, {voice}", outcome))
         for n in options.sweep:
             progress(f"sweep: {n} call(s) at once...")
-            plans = [plan(i + 1, "product", i * options.answer_interval) for i in range(n)]
+            plans = [
+                plan(i + 1, "product", answer_delay=i * options.answer_interval) for i in range(n)
+            ]
             step = await run_step(context, plans, on_progress=progress)
             row = rpt.sweep_row(n, step)
             sweep.append(row)
             progress(f"sweep: {n} call(s) done in {step.wall_seconds:.0f} s")
 
-    runs = {variant: rpt.summarize(calls) for variant, calls in outcomes.items()}
+    voices = {voice: rpt.voice_report(calls, options.baseline) for voice, calls in outcomes.items()}
+    first = voices[options.voices[0]]
     report: dict[str, Any] = {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": rpt.machine(),
         "options": rpt.options_dict(options),
-        "runs": runs,
-        "ratio": rpt.ratios(runs["product"], runs["baseline"]) if options.baseline else None,
+        # The first voice's figures, where reports before --voice had them.
+        "voice": options.voices[0],
+        "runs": first["runs"],
+        "ratio": first["ratio"],
+        "voices": voices,
         "warm_up_greeting": (warm_up.result or {}).get("greeting"),
         "sweep": sweep,
-        "calls": {
-            variant: [o.result or {"error": o.error} for o in calls]
-            for variant, calls in outcomes.items()
-        },
+        "calls": first["calls"],
     }
     return report
 

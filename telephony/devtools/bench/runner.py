@@ -39,16 +39,20 @@ from telephony.devtools.bench.call import (
     CallPlan,
     Providers,
     call_process,
+    caller_script,
     private_memory,
     receive,
 )
+from telephony.devtools.bench.caller import DEFAULT_VOICE, Silence, synthesize
 from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_api import LiveKitApiStandin
 from telephony.devtools.standins.openai_server import LlmTurn, OpenAIStandin, reply, respond
 from telephony.domain.paths import PROJECT_ROOT
 from telephony.domain.settings import SETTING_NAMES
 
-# What the caller says, one line a turn (cycled); no commas, so each is one utterance.
+# What the caller says, one line a turn (cycled). "plain": no commas, so each line is one
+# utterance. "natural": what callers say on a booking line, with the pauses of commas, short
+# answers, digits read one by one, a time and a spelled name.
 CALLER_LINES = (
     "Hi I would like to book an appointment for next week.",
     "Tuesday morning would be great.",
@@ -56,6 +60,18 @@ CALLER_LINES = (
     "Perfect and do I need to bring anything with me?",
     "Okay thank you very much.",
 )
+NATURAL_LINES = (
+    "Hi, I'd like to book an appointment for next week, if that's possible.",
+    "Yes.",
+    "Do you have anything on Tuesday, around 3:30?",
+    "It's Smith, S M I T H.",
+    "Sure, my number is 4 1 5, 5 5 5, 0 1 3 2.",
+    "No, thanks.",
+    "How long does it usually take, and do I need to bring anything with me?",
+    "My booking reference is K 7 4 9 2.",
+    "Okay, great. Thank you very much.",
+)
+LINE_SETS = {"natural": NATURAL_LINES, "plain": CALLER_LINES}
 # What the stand-in LLM answers (the greeting when the request has no user message yet).
 AGENT_GREETING = "Hello and thanks for calling. How can I help you today?"
 AGENT_REPLY = "Sure, I can help with that. Is there anything else you need?"
@@ -81,14 +97,22 @@ PREPARE_TIMEOUT = 120.0
 
 
 def call_plan(
-    options: BenchOptions, env: dict[str, str], index: int, variant: str, turns: int, **more: Any
+    options: BenchOptions,
+    env: dict[str, str],
+    index: int,
+    variant: str,
+    turns: int,
+    voice: str | None = None,
+    **more: Any,
 ) -> CallPlan:
-    """One call's plan from the bench's options (`more`: answer_delay, turn_timeout, fault)."""
+    """One call's plan from the bench's options, the caller speaking in `voice` (the first of
+    options.voices by default); `more`: answer_delay, turn_timeout, fault."""
     return CallPlan(
         index=index,
         variant=variant,
         turns=turns,
         lines=options.lines,
+        voice=options.voices[0] if voice is None else voice,
         providers=options.providers,
         env=env,
         unset=UNSET,
@@ -115,9 +139,10 @@ class BenchOptions:
     # 16 s: still far burstier than a real line (32 calls of 3 minutes in progress means one
     # new call every ~6 s), and every call is in progress together once the last is answered.
     answer_interval: float = 0.5
-    lines: tuple[str, ...] = CALLER_LINES
+    lines: tuple[str, ...] = NATURAL_LINES
     # The product's turn-taking values to change (bench --turn; see turn_overrides.py).
     turn: tuple[tuple[str, Any], ...] = ()
+    voices: tuple[str, ...] = (DEFAULT_VOICE,)  # names in caller.CALLER_VOICES
 
     @property
     def providers(self) -> Providers:
@@ -269,6 +294,17 @@ def _answer(first_token_delay: float, **faults: Any) -> Callable[[dict[str, Any]
         return reply(text, first_token_delay=first_token_delay, **faults)
 
     return answer
+
+
+def synthesize_callers(options: BenchOptions) -> None:
+    """Synthesize every line in every voice here, before any call: Piper's clips are kept on
+    disk, so the call processes only read them and never load Piper's model (about 200 MB
+    each, which would swell the private memory measured per call)."""
+    for voice in options.voices:
+        for line in options.lines:
+            for item in caller_script(line, options.pause, voice):
+                if not isinstance(item, Silence):
+                    synthesize(item)
 
 
 # --------------------------------------------------------------------------- processes
