@@ -31,6 +31,10 @@ MIN_DELAY_SECONDS = 0.3
 # after a longer pause interrupts the agent's answer (interruptions stay on).
 MAX_DELAY_SECONDS = 1.5
 
+# "fixed" waits min_delay / max_delay as set; "dynamic" learns min_delay (up to max_delay)
+# from the caller's own pauses.
+ENDPOINTING_MODE = "fixed"
+
 
 # The end-of-turn model's threshold: below it a turn is judged unfinished (max_delay). None
 # keeps the model's calibrated default (0.36 for English on the local model).
@@ -39,6 +43,10 @@ UNLIKELY_THRESHOLD: float | None = None
 # Whether the TTS starts on the preemptive reply's first sentence before the turn is
 # committed (its audio still waits for the commit).
 PREEMPTIVE_TTS = False
+
+# How many times a turn's reply may be prepared again as its transcript grows (each final
+# transcript at a pause starts a new preparation). The framework's default is 3.
+PREEMPTIVE_MAX_RETRIES = 3
 
 # TURN_DETECTOR: the end-of-turn model. Left to itself the framework picks LiveKit's cloud
 # model in `dev` mode and under a hosting platform (then falls back to the local one when it
@@ -66,12 +74,16 @@ def phone_turn_handling(settings: Settings) -> TurnHandlingOptions:
         # the framework would try the cloud model in `dev` mode and under a hosting platform.
         interruption={"mode": settings.interruption_detection},  # type: ignore[typeddict-item]
         endpointing={
-            "mode": "fixed",
+            "mode": ENDPOINTING_MODE,  # type: ignore[typeddict-item]
             "min_delay": MIN_DELAY_SECONDS,
             "max_delay": MAX_DELAY_SECONDS,
         },
         # The LLM starts on the final transcript, before the turn is committed; its audio waits
         # for the commit. The TTS is not run early (preemptive_tts): the LLM's first token,
         # not the endpointing wait, is the longer of the two, so it would only add TTS cost.
-        preemptive_generation={"enabled": True, "preemptive_tts": PREEMPTIVE_TTS},
+        preemptive_generation={
+            "enabled": True,
+            "preemptive_tts": PREEMPTIVE_TTS,
+            "max_retries": PREEMPTIVE_MAX_RETRIES,
+        },
     )

@@ -8,6 +8,7 @@ import logging
 
 from livekit.agents import AMD, AgentSession, room_io
 
+from telephony.call import room as call_room
 from telephony.call.answering_machine import act_on_verdict, start_detector
 from telephony.call.call_context import CallContext, call_context_from_participant
 from telephony.call.call_limits import watch_call_limits
@@ -15,7 +16,7 @@ from telephony.call.call_state import CallState
 from telephony.call.ending import hang_up_when_session_closes
 from telephony.call.keypad import attach_keypad
 from telephony.call.provider_faults import apologize_on_provider_failure
-from telephony.call.room import PHONE_AUDIO_INPUT, dialed_participant_identity
+from telephony.call.room import dialed_participant_identity
 from telephony.domain.contacts import look_up_caller
 from telephony.domain.dial_request import DialRequest
 from telephony.records.model import Outcome
@@ -48,7 +49,9 @@ async def place_call(job: CallJob, dial: DialRequest) -> None:
     hang_up_when_session_closes(session, job.ending, ctx)
     agent = TelephonyAgent(state, wiring.greet)
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
-    room_options = room_io.RoomOptions(participant_identity=identity, audio_input=PHONE_AUDIO_INPUT)
+    room_options = room_io.RoomOptions(
+        participant_identity=identity, audio_input=call_room.PHONE_AUDIO_INPUT
+    )
     await wiring.join_room(session, agent, ctx, room_options)
     apologize_on_provider_failure(session, state)
     attach_keypad(session, state, config.keypad_menu)

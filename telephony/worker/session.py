@@ -17,12 +17,12 @@ from livekit.agents import Agent, AgentSession, JobContext, ModelSettings, room_
 from livekit.agents import vad as vad_base
 
 from telephony.call import models
+from telephony.call import room as call_room
 from telephony.call.call_context import CallContext
 from telephony.call.call_limits import user_away_timeout
 from telephony.call.call_state import CallState
 from telephony.call.greeting_audio import greeting_key, tts_voice_identity
 from telephony.call.provider_bounds import SESSION_CONN_OPTIONS
-from telephony.call.room import PHONE_AUDIO_INPUT
 from telephony.call.turn_taking import phone_turn_handling
 from tools import call_tools
 
@@ -126,7 +126,9 @@ def caller_room_options(context: CallContext, noise_filter: Any | None) -> room_
     in the phone audio format (telephony.call.room.PHONE_AUDIO_INPUT)."""
     return room_io.RoomOptions(
         participant_identity=context.participant_identity,
-        audio_input=dataclasses.replace(PHONE_AUDIO_INPUT, noise_cancellation=noise_filter),
+        audio_input=dataclasses.replace(
+            call_room.PHONE_AUDIO_INPUT, noise_cancellation=noise_filter
+        ),
     )
 
 

@@ -1,15 +1,18 @@
 """`bench --turn NAME=VALUE`: run the product's calls with other turn-taking values, to
-measure what each costs or saves before changing it in telephony/call/turn_taking.py.
+measure what each costs or saves before changing it in telephony/call/turn_taking.py (or,
+for the caller's audio frames, telephony/call/room.py).
 
-The values are the module's own constants; a call process sets them before its prewarm, so
-the VAD and every session of the call are built with them (the baseline is never changed).
+The values are those modules' own constants; a call process sets them before its prewarm,
+so the VAD and every session of the call are built with them (the baseline is never
+changed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from telephony.call import turn_taking
+from telephony.call import room, turn_taking
 
 _BOOL_WORDS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
@@ -30,6 +33,26 @@ def _threshold(text: str) -> float | None:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise ValueError("a count between 0 and 100")
+    return value
+
+
+def _frame_ms(text: str) -> int:
+    value = int(text)
+    if value not in (10, 20, 30, 40, 50, 60):
+        raise ValueError("10, 20, 30, 40, 50 or 60 (ms)")
+    return value
+
+
+def _mode(text: str) -> str:
+    if text not in ("fixed", "dynamic"):
+        raise ValueError("fixed or dynamic")
+    return text
+
+
 def _flag(text: str) -> bool:
     if text.lower() not in _BOOL_WORDS:
         raise ValueError("on or off")
@@ -42,8 +65,13 @@ KNOBS = {
     "min_delay": ("MIN_DELAY_SECONDS", _seconds),
     "max_delay": ("MAX_DELAY_SECONDS", _seconds),
     "unlikely_threshold": ("UNLIKELY_THRESHOLD", _threshold),
+    "endpointing_mode": ("ENDPOINTING_MODE", _mode),
     "preemptive_tts": ("PREEMPTIVE_TTS", _flag),
+    "preemptive_max_retries": ("PREEMPTIVE_MAX_RETRIES", _count),
+    # The caller's audio frames (room.PHONE_AUDIO_INPUT): fewer, longer frames cost less CPU.
+    "frame_ms": ("PHONE_AUDIO_INPUT", _frame_ms),
 }
+FRAME_KNOB = "frame_ms"
 
 
 def parse(text: str) -> tuple[str, Any]:
@@ -59,11 +87,21 @@ def parse(text: str) -> tuple[str, Any]:
 
 
 def apply(overrides: tuple[tuple[str, Any], ...]) -> None:
-    """Set the values in telephony.call.turn_taking (in a call process, before prewarm)."""
+    """Set the values in the product's modules (in a call process, before prewarm)."""
     for name, value in overrides:
-        setattr(turn_taking, KNOBS[name][0], value)
+        if name == FRAME_KNOB:
+            room.PHONE_AUDIO_INPUT = dataclasses.replace(
+                room.PHONE_AUDIO_INPUT, frame_size_ms=value
+            )
+        else:
+            setattr(turn_taking, KNOBS[name][0], value)
 
 
 def current() -> dict[str, Any]:
     """Every knob's value as the product runs it now."""
-    return {name: getattr(turn_taking, constant) for name, (constant, _) in KNOBS.items()}
+    values = {
+        name: getattr(turn_taking, constant)
+        for name, (constant, _) in KNOBS.items()
+        if name != FRAME_KNOB
+    }
+    return values | {FRAME_KNOB: room.PHONE_AUDIO_INPUT.frame_size_ms}
