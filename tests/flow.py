@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from livekit.agents import AgentSession, JobContext, inference, room_io
+from livekit.agents import AgentSession, JobContext, room_io
 from livekit.agents import vad as vad_base
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
@@ -38,7 +38,7 @@ import agent
 from telephony.call import framework_compat as compat
 from telephony.call.call_state import CallState
 from telephony.call.greeting_audio import GreetingAudioCache
-from telephony.call.turn_taking import VAD_MIN_SILENCE_SECONDS
+from telephony.call.turn_taking import phone_vad
 from telephony.devtools.bench.room import BenchRoom
 from telephony.devtools.bench.sink import RealTimeAudioSink
 from telephony.devtools.standins.livekit_server import LiveKitServerStandin
@@ -90,7 +90,7 @@ class JobRun:
 @functools.cache
 def prewarmed_vad() -> vad_base.VAD:
     """The VAD as the worker's prewarm loads it, once per test process."""
-    return inference.VAD(min_silence_duration=VAD_MIN_SILENCE_SECONDS)
+    return phone_vad()
 
 
 @asynccontextmanager

@@ -24,7 +24,7 @@ def restored() -> Iterator[None]:
     room.PHONE_AUDIO_INPUT = audio_input
 
 
-def test_the_values_given_are_the_ones_the_calls_session_runs_with(restored: None) -> None:
+async def test_the_values_given_are_the_ones_the_calls_session_runs_with(restored: None) -> None:
     given = [
         "max_delay=0.9",
         "min_delay=0.2",

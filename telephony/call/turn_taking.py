@@ -1,8 +1,10 @@
 """When the agent decides a phone caller has finished speaking, and how early it prepares.
 
-Each value was chosen with `python -m telephony bench` (README, "Latency benchmark"); the
-trade-off is stated beside it. The turn detector (the framework's local audio end-of-turn
-model) stays on: it is what keeps the short waits below from cutting callers off.
+Each value was chosen with `python -m telephony bench` (README, "Latency benchmark") on
+natural speech (the Piper caller voices, `--voice joe`, nine booking-line lines, 2 calls x 9
+turns a setting, 2026-12-05); the trade-off is stated beside it with what was measured. The
+turn detector (the framework's local audio end-of-turn model) stays on: it is what keeps the
+short waits below from cutting callers off.
 """
 
 from __future__ import annotations
@@ -13,40 +15,54 @@ from livekit.agents.voice.turn import TurnHandlingOptions
 from telephony.domain.settings import Settings
 
 # Silence the VAD waits before it reports the end of speech, after which the turn detector
-# judges the turn. The silero default, 0.55 s, made every answer wait 0.55 s. Below the STT +
-# LLM first token (0.5 s with the benchmark's providers) it costs nothing, since the LLM
-# starts on the final transcript; and it should outlast a caller's short mid-sentence pause.
-# Measured with 400 ms pauses (`bench --pause-ms 400`): at 0.25 s (the framework's minimum)
-# 1 of 11 turns was ended early and the agent talked over the caller; at 0.4 s none, and
-# answers on finished turns were as fast (676 vs 675 ms p50).
+# judges the turn. Kept at 0.4 s: at 0.5 s a caller pausing 400 ms is never judged, but one
+# pausing 700 ms is judged on more trailing silence, which the model reads as finished: 7 of
+# 18 such callers were talked over against 4 at 0.4 s. The 400 ms pauses are covered by
+# min_delay below instead.
 VAD_MIN_SILENCE_SECONDS = 0.4
 
-# The wait after the last word when the turn detector judges the turn finished. 0.3 s is
-# shorter than the LLM's first token (STT + TTFT), so it costs callers nothing.
-MIN_DELAY_SECONDS = 0.3
+# The wait after the last word when the turn detector judges the turn finished. 0.6 s, not
+# the 0.3 s before: a caller pausing 400 ms whom the model judged finished was talked over
+# on 1-2 of 18 turns at 0.3 s, none at 0.6 s. It costs finished turns nothing while the reply
+# is not ready sooner anyway (STT + LLM first token + TTS first byte: 0.65 s with the
+# benchmark's providers): 749 ms p50 at 0.6 s, 733-749 at 0.3 s.
+MIN_DELAY_SECONDS = 0.6
 
-# The wait when the turn detector judges the caller unfinished (a pause mid-sentence). The
-# framework's 2.5 s is tuned for thinking pauses on a web call; on the phone 1.5 s of dead air
-# after an unfinished sentence already sounds like the line dropped, and a caller who resumes
-# after a longer pause interrupts the agent's answer (interruptions stay on).
-MAX_DELAY_SECONDS = 1.5
+# The wait when the turn detector judges the caller unfinished. On natural speech the model
+# judges about half of all finished lines unfinished ("Yes.", a spelled name, a number read
+# out: 0.18-0.27, under its 0.36 threshold), so this wait is most of a caller's silence on
+# half their turns: every turn took 1217 / 1865 ms p50 / p90 at 1.5 s, 754-801 / 856-864 at
+# 0.8 s (with preemptive TTS). The cost: a caller who pauses longer than this mid-sentence
+# is answered (and interrupts the answer by speaking on). Callers pausing 700 ms were talked
+# over on 4-6 of 18 turns at 0.8-1.5 s alike (the seed-style agent, 2.5 s: 5); callers
+# pausing 1 s on 12 of 18 at 1.0 s.
+MAX_DELAY_SECONDS = 0.8
 
 # "fixed" waits min_delay / max_delay as set; "dynamic" learns min_delay (up to max_delay)
-# from the caller's own pauses.
+# from the caller's own pauses. Dynamic gained nothing here (every turn 880 / 1054 ms against
+# 1007 / 1086 fixed at max_delay 1.0, within the noise of one borderline turn) and talked
+# over one more caller with 700 ms pauses (5 of 18 against 4).
 ENDPOINTING_MODE = "fixed"
 
-
 # The end-of-turn model's threshold: below it a turn is judged unfinished (max_delay). None
-# keeps the model's calibrated default (0.36 for English on the local model).
+# keeps the model's calibrated default (0.36 for English on the local model). Lower values
+# answer the short answers sooner, but the model gives a mid-sentence pause the same
+# probability as a finished "Yes." (0.20-0.25): at 0.15 every turn was answered in 743 ms
+# p50, and 11 of 18 callers pausing 700 ms were talked over (the seed-style agent: 5).
 UNLIKELY_THRESHOLD: float | None = None
 
-# Whether the TTS starts on the preemptive reply's first sentence before the turn is
-# committed (its audio still waits for the commit).
-PREEMPTIVE_TTS = False
+# The TTS starts on the reply's first sentence before the turn is committed, its audio held
+# until the commit: a turn the detector made wait is answered as the wait ends (max_delay +
+# 0-90 ms) instead of a TTS first byte later (+150-250 ms). The cost: a TTS request for each
+# reply prepared and then dropped (the caller said more).
+PREEMPTIVE_TTS = True
 
-# How many times a turn's reply may be prepared again as its transcript grows (each final
-# transcript at a pause starts a new preparation). The framework's default is 3.
-PREEMPTIVE_MAX_RETRIES = 3
+# How many times a turn's reply may be prepared again as its transcript grows: each final
+# transcript (one at every short pause) starts a new preparation. At the framework's 3, a
+# caller reading out a phone number ("4 1 5, 5 5 5, 0 1 3 2") used them up before the last
+# digits, and the answer came only after the commit: 2170 ms against 1711 at 10. Dropped
+# preparations cost an LLM request each (cancelled as the next one starts).
+PREEMPTIVE_MAX_RETRIES = 10
 
 # TURN_DETECTOR: the end-of-turn model. Left to itself the framework picks LiveKit's cloud
 # model in `dev` mode and under a hosting platform (then falls back to the local one when it
