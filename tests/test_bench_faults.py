@@ -248,7 +248,9 @@ def test_a_short_fault_run_measures_the_call_and_prints_its_row(
 ) -> None:
     output = tmp_path / "faults.json"
     argv = ["bench", "--fault", "llm-5xx", "--calls", "1", "--turns", "1", "--output", str(output)]
-    code = cli.main([*argv, "--tts-ms-per-char", "20"])
+    # A line said in one breath: with a pause in it (the natural lines' commas), the reply
+    # prepared at the pause already meets the fault and the apology comes mid-line.
+    code = cli.main([*argv, "--tts-ms-per-char", "20", "--voice", "espeak", "--lines", "plain"])
 
     out = capsys.readouterr().out
     assert code == 0, out
