@@ -54,7 +54,8 @@ UNLIKELY_THRESHOLD: float | None = None
 # The TTS starts on the reply's first sentence before the turn is committed, its audio held
 # until the commit: a turn the detector made wait is answered as the wait ends (max_delay +
 # 0-90 ms) instead of a TTS first byte later (+150-250 ms). The cost: a TTS request for each
-# reply prepared and then dropped (the caller said more).
+# reply prepared and then dropped (the caller said more): 39 speech requests for 9 turns,
+# against 20 without it. Set it to False where TTS is billed per request or character.
 PREEMPTIVE_TTS = True
 
 # How many times a turn's reply may be prepared again as its transcript grows: each final
