@@ -16,12 +16,11 @@ from tests.test_turn_taking import session_for
 @pytest.fixture
 def restored() -> Iterator[None]:
     """The product's values as they were, after a test that applies others."""
-    saved = {name: getattr(turn_taking, name) for name in dir(turn_taking) if name.isupper()}
-    audio_input = room.PHONE_AUDIO_INPUT
+    modules = (turn_taking, room)
+    saved = [(m, name, getattr(m, name)) for m in modules for name in dir(m) if name.isupper()]
     yield
-    for name, value in saved.items():
-        setattr(turn_taking, name, value)
-    room.PHONE_AUDIO_INPUT = audio_input
+    for module, name, value in saved:
+        setattr(module, name, value)
 
 
 async def test_the_values_given_are_the_ones_the_calls_session_runs_with(restored: None) -> None:
@@ -45,7 +44,7 @@ async def test_the_values_given_are_the_ones_the_calls_session_runs_with(restore
     assert preemptive["preemptive_tts"] is True and preemptive["max_retries"] == 8
     assert session.turn_detection._opts.thresholds.overrides == 0.3
     assert turn_taking.phone_vad()._opts.min_silence_duration == 0.35
-    assert room.PHONE_AUDIO_INPUT.frame_size_ms == 40
+    assert room.phone_audio_input().frame_size_ms == 40
     assert turn_overrides.current()["frame_ms"] == 40
 
 

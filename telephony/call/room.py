@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import JobContext, room_io
@@ -18,7 +19,18 @@ CALLER_KINDS = [
 # and it is the rate the VAD, the turn detector and the STT take: none of them resamples
 # (RoomIO's default, 24 kHz, costs three resamplers per call). Frames of 20 ms, a phone
 # packet, instead of RoomIO's 50 ms: the end of a caller's speech reaches the VAD sooner.
-PHONE_AUDIO_INPUT = room_io.AudioInputOptions(sample_rate=16_000, frame_size_ms=20)
+# Read on each call (bench --turn frame_ms=... tries others).
+PHONE_SAMPLE_RATE = 16_000
+PHONE_FRAME_MS = 20
+
+
+def phone_audio_input(noise_cancellation: Any | None = None) -> room_io.AudioInputOptions:
+    """RoomIO's audio input for a phone caller (through the noise filter, if any)."""
+    return room_io.AudioInputOptions(
+        sample_rate=PHONE_SAMPLE_RATE,
+        frame_size_ms=PHONE_FRAME_MS,
+        noise_cancellation=noise_cancellation,
+    )
 
 
 def is_console_mode() -> bool:

@@ -50,7 +50,7 @@ async def place_call(job: CallJob, dial: DialRequest) -> None:
     agent = TelephonyAgent(state, wiring.greet)
     # Started before dialing, so the callee's first words ("Hello?") are not lost.
     room_options = room_io.RoomOptions(
-        participant_identity=identity, audio_input=call_room.PHONE_AUDIO_INPUT
+        participant_identity=identity, audio_input=call_room.phone_audio_input()
     )
     await wiring.join_room(session, agent, ctx, room_options)
     apologize_on_provider_failure(session, state)

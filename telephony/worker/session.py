@@ -8,7 +8,6 @@ seed-style session), so nothing replaces a module's attribute at run time.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,12 +122,10 @@ def say_greeting(session: AgentSession[CallState], state: CallState, text: str) 
 
 def caller_room_options(context: CallContext, noise_filter: Any | None) -> room_io.RoomOptions:
     """Listen to this caller only (never another agent), through the noise filter if any,
-    in the phone audio format (telephony.call.room.PHONE_AUDIO_INPUT)."""
+    in the phone audio format (telephony.call.room.phone_audio_input)."""
     return room_io.RoomOptions(
         participant_identity=context.participant_identity,
-        audio_input=dataclasses.replace(
-            call_room.PHONE_AUDIO_INPUT, noise_cancellation=noise_filter
-        ),
+        audio_input=call_room.phone_audio_input(noise_filter),
     )
 
 

@@ -9,7 +9,7 @@ changed).
 
 from __future__ import annotations
 
-import dataclasses
+from types import ModuleType
 from typing import Any
 
 from telephony.call import room, turn_taking
@@ -59,19 +59,18 @@ def _flag(text: str) -> bool:
     return _BOOL_WORDS[text.lower()]
 
 
-# The flag's names -> (turn_taking's constant, how a value is read).
-KNOBS = {
-    "vad_silence": ("VAD_MIN_SILENCE_SECONDS", _seconds),
-    "min_delay": ("MIN_DELAY_SECONDS", _seconds),
-    "max_delay": ("MAX_DELAY_SECONDS", _seconds),
-    "unlikely_threshold": ("UNLIKELY_THRESHOLD", _threshold),
-    "endpointing_mode": ("ENDPOINTING_MODE", _mode),
-    "preemptive_tts": ("PREEMPTIVE_TTS", _flag),
-    "preemptive_max_retries": ("PREEMPTIVE_MAX_RETRIES", _count),
-    # The caller's audio frames (room.PHONE_AUDIO_INPUT): fewer, longer frames cost less CPU.
-    "frame_ms": ("PHONE_AUDIO_INPUT", _frame_ms),
+# The flag's names -> (the module, its constant, how a value is read).
+KNOBS: dict[str, tuple[ModuleType, str, Any]] = {
+    "vad_silence": (turn_taking, "VAD_MIN_SILENCE_SECONDS", _seconds),
+    "min_delay": (turn_taking, "MIN_DELAY_SECONDS", _seconds),
+    "max_delay": (turn_taking, "MAX_DELAY_SECONDS", _seconds),
+    "unlikely_threshold": (turn_taking, "UNLIKELY_THRESHOLD", _threshold),
+    "endpointing_mode": (turn_taking, "ENDPOINTING_MODE", _mode),
+    "preemptive_tts": (turn_taking, "PREEMPTIVE_TTS", _flag),
+    "preemptive_max_retries": (turn_taking, "PREEMPTIVE_MAX_RETRIES", _count),
+    # The caller's audio frames: fewer, longer frames cost less CPU.
+    "frame_ms": (room, "PHONE_FRAME_MS", _frame_ms),
 }
-FRAME_KNOB = "frame_ms"
 
 
 def parse(text: str) -> tuple[str, Any]:
@@ -81,7 +80,7 @@ def parse(text: str) -> tuple[str, Any]:
     if not sep or name not in KNOBS:
         raise ValueError(f"expected NAME=VALUE with NAME one of: {', '.join(KNOBS)}")
     try:
-        return name, KNOBS[name][1](value.strip())
+        return name, KNOBS[name][2](value.strip())
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
 
@@ -89,19 +88,10 @@ def parse(text: str) -> tuple[str, Any]:
 def apply(overrides: tuple[tuple[str, Any], ...]) -> None:
     """Set the values in the product's modules (in a call process, before prewarm)."""
     for name, value in overrides:
-        if name == FRAME_KNOB:
-            room.PHONE_AUDIO_INPUT = dataclasses.replace(
-                room.PHONE_AUDIO_INPUT, frame_size_ms=value
-            )
-        else:
-            setattr(turn_taking, KNOBS[name][0], value)
+        module, constant, _ = KNOBS[name]
+        setattr(module, constant, value)
 
 
 def current() -> dict[str, Any]:
     """Every knob's value as the product runs it now."""
-    values = {
-        name: getattr(turn_taking, constant)
-        for name, (constant, _) in KNOBS.items()
-        if name != FRAME_KNOB
-    }
-    return values | {FRAME_KNOB: room.PHONE_AUDIO_INPUT.frame_size_ms}
+    return {name: getattr(module, constant) for name, (module, constant, _) in KNOBS.items()}
