@@ -296,10 +296,8 @@ def _prepare(plan: CallPlan) -> tuple[ModuleType, dict[Any, Any], Any]:
 
         proc.userdata["vad"] = silero.VAD.load()  # the examples' VAD, with its defaults
     sample_rate, _ = caller_audio_format(wiring.caller_room_options(_caller_context(plan), None))
-    for line in plan.lines:
-        for item in caller_script(line, plan.pause, plan.voice):
-            if not isinstance(item, Silence):
-                render(item, sample_rate=sample_rate)
+    for item in spoken_items(plan.lines, plan.pause, plan.voice):
+        render(item, sample_rate=sample_rate)
     return agent, proc.userdata, wiring
 
 
@@ -313,6 +311,16 @@ def caller_script(line: str, pause: float, voice: str) -> tuple[Silence | Spoken
         return (speak(line),)
     middle = len(words) // 2
     return speak(" ".join(words[:middle])), Silence(pause), speak(" ".join(words[middle:]))
+
+
+def spoken_items(lines: tuple[str, ...], pause: float, voice: str) -> list[Spoken]:
+    """Everything the caller will say of these lines, as `caller_script` splits them."""
+    return [
+        item
+        for line in lines
+        for item in caller_script(line, pause, voice)
+        if not isinstance(item, Silence)
+    ]
 
 
 def _caller_context(plan: CallPlan) -> Any:

@@ -39,11 +39,11 @@ from telephony.devtools.bench.call import (
     CallPlan,
     Providers,
     call_process,
-    caller_script,
     private_memory,
     receive,
+    spoken_items,
 )
-from telephony.devtools.bench.caller import DEFAULT_VOICE, Silence, synthesize
+from telephony.devtools.bench.caller import DEFAULT_VOICE, synthesize
 from telephony.devtools.standins.deepgram_server import DeepgramStandin
 from telephony.devtools.standins.livekit_api import LiveKitApiStandin
 from telephony.devtools.standins.openai_server import LlmTurn, OpenAIStandin, reply, respond
@@ -301,10 +301,8 @@ def synthesize_callers(options: BenchOptions) -> None:
     disk, so the call processes only read them and never load Piper's model (about 200 MB
     each, which would swell the private memory measured per call)."""
     for voice in options.voices:
-        for line in options.lines:
-            for item in caller_script(line, options.pause, voice):
-                if not isinstance(item, Silence):
-                    synthesize(item)
+        for item in spoken_items(options.lines, options.pause, voice):
+            synthesize(item)
 
 
 # --------------------------------------------------------------------------- processes
