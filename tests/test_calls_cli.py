@@ -28,7 +28,7 @@ from telephony.operator.cli import calls as calls_command
 from telephony.operator.cli import main
 from telephony.operator.cli.metrics import percentile
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
-from telephony.records.saving import spool_path
+from telephony.records.spool import spool_path
 from telephony.records.store import CallStore
 
 LOCAL = timezone(timedelta(hours=2))

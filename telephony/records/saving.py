@@ -10,19 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from pathlib import Path
 
 from telephony.domain.settings import Settings
 from telephony.records.model import CallRecord
+from telephony.records.spool import append_to_spool, spool_path
 from telephony.records.store import StoreError
 from telephony.records.stores import open_store
 from telephony.records.webhook import deliver_after_call
 
 logger = logging.getLogger("telephony.records")
-
-
-def spool_path(settings: Settings) -> Path:
-    return settings.call_records_path.parent / "unsaved-call-records.jsonl"
 
 
 async def save_record(record: CallRecord, settings: Settings) -> None:
@@ -32,7 +28,7 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
     except StoreError as e:
         path = spool_path(settings)
         try:
-            await asyncio.to_thread(_append_line, path, json.dumps(record.to_dict()))
+            await asyncio.to_thread(append_to_spool, path, record.to_dict())
         except OSError as spool_error:
             # Last resort: the whole record in the log, so it can still be recovered.
             logger.error(
@@ -56,9 +52,3 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
     if settings.webhook_url:
         # After the hang-up, so it delays no caller; bounded, and what fails stays queued.
         await deliver_after_call(store, settings)
-
-
-def _append_line(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line + "\n")

@@ -52,6 +52,7 @@ from telephony.devtools.bench.runner import (
     synthesize_callers,
 )
 from telephony.devtools.standins.openai_server import http_error
+from telephony.records.spool import SPOOL_NAME, read_spool
 from telephony.records.store import CallStore, StoreError
 
 STALL_SECONDS = 30.0  # a stall: no first token, no first byte, for this long
@@ -61,7 +62,6 @@ LLM_ERROR_STATUS = 500
 FAULT_MESSAGE = "stand-in fault: the service is unavailable"
 # How long the caller waits for an answer: past a stall, so a late answer is still seen.
 TURN_TIMEOUT = STALL_SECONDS + 15.0
-SPOOL_FILE = "unsaved-call-records.jsonl"  # where the product keeps records it could not save
 
 
 @dataclass(frozen=True)
@@ -433,12 +433,10 @@ def find_record(records_path: Path, job_id: str) -> dict[str, Any] | None:
                 store.close()
             if record is not None:
                 found = {**_record_fields(record.to_dict()), "saved_in": "store"}
-    spool = records_path.parent / SPOOL_FILE
-    if found is None and spool.exists():
-        for line in spool.read_text(encoding="utf-8").splitlines():
-            data = json.loads(line)
-            if data.get("job_id") == job_id:
-                found = {**_record_fields(data), "saved_in": "spool"}
+    if found is None:
+        for line in read_spool(records_path.parent / SPOOL_NAME):
+            if line.record is not None and line.record.get("job_id") == job_id:
+                found = {**_record_fields(line.record), "saved_in": "spool"}
     return found
 
 

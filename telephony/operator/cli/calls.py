@@ -48,7 +48,7 @@ from telephony.operator.cli.metrics import (
     percentile,
 )
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.saving import spool_path
+from telephony.records.spool import spool_path
 from telephony.records.store import CallStore, DeliveryState, database_url
 from telephony.records.webhook import deliver_pending
 
