@@ -32,7 +32,6 @@ record the product saved, the DeleteRoom the LiveKit API stand-in received):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
