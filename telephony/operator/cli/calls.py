@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from telephony.domain.settings import Settings, read_settings
+from telephony.domain.spreadsheet import SafeCsvWriter
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
@@ -471,9 +471,11 @@ def _write_export(out: IO[str], records: list[CallRecord], fmt: str) -> None:
         for record in records:
             out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         return
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(csv_row(record) for record in records)
+    writer = SafeCsvWriter(out)  # formulas in transcripts, names, metadata stay text
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        row = csv_row(record)
+        writer.writerow(row[column] for column in CSV_COLUMNS)
 
 
 def csv_row(r: CallRecord) -> dict[str, Any]:
