@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -479,6 +480,23 @@ async def test_campaign_dry_run_prints_the_plan_and_sends_nothing(
 
     result = await cli(capsys, "campaign", str(source), "--dry-run", "--ignore-hours")
     assert "calling window: ignored (--ignore-hours" in result.out
+
+
+async def test_campaign_prints_control_sequences_from_the_file_as_visible_escapes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    escapes = "\x1b[2J\x1b]0;owned\x07\u202e"
+    source = write_csv(
+        tmp_path / "list.csv",
+        [["phone_number", "name"], ["+15105550101", "Ada" + escapes], ["+1555" + escapes, "x"]],
+    )
+
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+
+    assert result.code == 0, result.err
+    for text in (result.out, result.err):
+        assert not re.findall("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text)
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\u202e" in result.out + result.err
 
 
 # ------------------------------------------------------------------ campaign: limits

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -506,6 +507,109 @@ def test_show_delivered_and_failed_webhooks(
     record_store.mark_delivered("rec-a", at=at(6, 12, 1))
     out = run(capsys, "show", "rec-a").out
     assert "delivered at 2024-05-06 12:01:00+02:00 after 1 failed attempt(s)" in out
+
+
+# ------------------------------------------------------------------ hostile text
+
+
+# What a terminal would obey: clear the screen, retitle the window, ring, CSI in 8 bits,
+# show the rest of the line reversed.
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202e"
+RAW_CONTROLS = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def hostile_call() -> CallRecord:
+    """A call whose every text field carries terminal control sequences."""
+    record = call_a()
+    record.record_id = "rec-h"
+    record.call_id = "SCL_h" + ESCAPES
+    record.agent_name = "agent" + ESCAPES
+    record.job_metadata = '{"name": "' + ESCAPES + '"}'
+    record.error = "boom" + ESCAPES
+    record.transcript = [
+        Turn("user", "first line\nsecond" + ESCAPES, record.started_at + 3),
+        Turn("assistant", "\rOK" + ESCAPES, record.started_at + 4),
+    ]
+    record.tool_calls = [
+        ToolCallRecord(
+            "lookup" + ESCAPES,
+            '{"x": "' + ESCAPES + '"}',
+            "out" + ESCAPES,
+            False,
+            record.started_at + 5,
+        )
+    ]
+    return record
+
+
+def test_show_and_list_print_control_sequences_as_visible_escapes(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_store.save(hostile_call(), queue_webhook=True)
+    record_store.mark_delivery_failed("rec-h", error="HTTP 500" + ESCAPES, retry_at=None)
+
+    shown = run(capsys, "show", "rec-h")
+    listed = run(capsys, "list")
+
+    for result in (shown, listed):
+        assert result.code == 0, result.err
+        assert not RAW_CONTROLS.findall(result.out)
+    visible = "\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202e"
+    for expected in (
+        f"Call SCL_h{visible}",
+        f"agent agent{visible}",
+        f"error boom{visible}",
+        f"last error: HTTP 500{visible}",
+        f"0:05 lookup{visible}",
+        f"output: out{visible}",
+        "0:03 user first line",  # line breaks in a turn keep the layout
+        f"second{visible}",
+        f"0:04 assistant \\x0dOK{visible}",
+    ):
+        assert expected in shown.lines, f"{expected!r} not in:\n{shown.out}"
+    assert f"SCL_h{visible}" in listed.out
+
+
+def test_json_output_escapes_what_json_dumps_leaves_raw(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_store.save(hostile_call())
+
+    outputs = [
+        run(capsys, "show", "rec-h", "--json").out,
+        run(capsys, "list", "--json").out,
+        run(capsys, "export", "--format", "jsonl").out,
+    ]
+
+    for out in outputs:
+        assert not RAW_CONTROLS.findall(out)
+        assert "\\u202e" in out and "\\u009b" in out
+    (listed,) = json.loads(outputs[1])
+    for data in (json.loads(outputs[0]), listed, json.loads(outputs[2])):
+        assert CallRecord.from_dict(data) == hostile_call()  # the same data, escaped
+
+
+def test_export_csv_on_a_terminal_escapes_controls_and_a_file_keeps_them(
+    database: str,
+    record_store: CallStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    record_store.save(hostile_call())
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+
+    on_screen = run(capsys, "export", "--format", "csv")
+    run(capsys, "export", "--format", "csv", "--output", str(tmp_path / "calls.csv"))
+
+    assert not RAW_CONTROLS.findall(on_screen.out.replace("\r\n", "\n"))
+    (row,) = csv.DictReader(io.StringIO(on_screen.out))
+    assert row["call_id"] == "SCL_h\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202e"
+    with (tmp_path / "calls.csv").open(encoding="utf-8", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["call_id"] == "SCL_h" + ESCAPES  # the file has the data as it is
 
 
 # ------------------------------------------------------------------ export

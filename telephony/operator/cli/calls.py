@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from telephony.domain.settings import Settings, read_settings
 from telephony.domain.spreadsheet import SafeCsvWriter
+from telephony.domain.terminal_text import printable, printable_json
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
@@ -320,7 +321,7 @@ def _show(args: argparse.Namespace) -> int:
 def describe(record: CallRecord, delivery: DeliveryState | None) -> str:
     """Everything about one call, for a person to read."""
     sections = [
-        f"Call {record.call_id or record.record_id}\n{fields(_header(record))}",
+        f"Call {printable(record.call_id or record.record_id)}\n{fields(_header(record))}",
         _transcript(record),
         _tool_calls(record),
         _latency(record),
@@ -375,8 +376,8 @@ def _transcript(r: CallRecord) -> str:
         return "Transcript: none"
     rows = []
     for turn in r.transcript:
-        text = turn.text + (" [interrupted]" if turn.interrupted else "")
-        rows.append((minutes_seconds(turn.at - r.started_at), turn.role, text))
+        text = printable(turn.text, newlines=True) + (" [interrupted]" if turn.interrupted else "")
+        rows.append((minutes_seconds(turn.at - r.started_at), printable(turn.role), text))
     width = max(len(role) for _, role, _ in rows)
     lines = [f"Transcript ({len(rows)} turns; [interrupted]: cut off by the other side)"]
     for offset, role, text in rows:
@@ -393,9 +394,10 @@ def _tool_calls(r: CallRecord) -> str:
     lines = [f"Tool calls ({len(r.tool_calls)})"]
     for call in r.tool_calls:
         flag = "  [error]" if call.is_error else ""
-        lines.append(f"  {minutes_seconds(call.at - r.started_at):>5}  {call.name}{flag}")
-        lines.append(f"         arguments: {call.arguments or '-'}")
-        lines.append(f"         output:    {call.output or '-'}")
+        name, arguments, output = (printable(t) for t in (call.name, call.arguments, call.output))
+        lines.append(f"  {minutes_seconds(call.at - r.started_at):>5}  {name}{flag}")
+        lines.append(f"         arguments: {arguments or '-'}")
+        lines.append(f"         output:    {output or '-'}")
     return "\n".join(lines)
 
 
@@ -442,7 +444,7 @@ def _delivery(d: DeliveryState | None) -> str:
     if d.next_attempt_at is not None:
         text += f", next attempt at {local_seconds(d.next_attempt_at)}"
     if d.last_error:
-        text += f"\n  last error: {d.last_error}"
+        text += f"\n  last error: {printable(d.last_error)}"
     return text
 
 
@@ -454,7 +456,7 @@ def _export(args: argparse.Namespace) -> int:
     with _open_store() as (_, store):
         records = store.list(**filters, limit=args.limit)
     if args.output is None:
-        _write_export(sys.stdout, records, args.format)
+        _write_export(sys.stdout, records, args.format, terminal=sys.stdout.isatty())
         print(f"exported {len(records)} calls", file=sys.stderr)
         return 0
     try:
@@ -466,16 +468,22 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_export(out: IO[str], records: list[CallRecord], fmt: str) -> None:
+def _write_export(
+    out: IO[str], records: list[CallRecord], fmt: str, *, terminal: bool = False
+) -> None:
+    """`terminal`: CSV cells are shown with escaped control characters, as elsewhere on a
+    terminal (a file gets them as they are)."""
     if fmt == "jsonl":
         for record in records:
-            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            # The same JSON, with bidi and C1 controls escaped (json.dumps leaves them raw).
+            out.write(printable_json(json.dumps(record.to_dict(), ensure_ascii=False)) + "\n")
         return
     writer = SafeCsvWriter(out)  # formulas in transcripts, names, metadata stay text
     writer.writerow(CSV_COLUMNS)
     for record in records:
         row = csv_row(record)
-        writer.writerow(row[column] for column in CSV_COLUMNS)
+        cells = [row[column] for column in CSV_COLUMNS]
+        writer.writerow(printable(c) if terminal and isinstance(c, str) else c for c in cells)
 
 
 def csv_row(r: CallRecord) -> dict[str, Any]:
@@ -752,4 +760,4 @@ async def _deliver_due(
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))
