@@ -941,6 +941,7 @@ def test_deliver_without_a_webhook_url(database: str, capsys: pytest.CaptureFixt
 class FakeReport:
     delivered: int
     failed: int
+    gone: int = 0
 
 
 def test_deliver_retries_queued_deliveries(
@@ -1082,7 +1083,9 @@ def test_deliver_with_the_real_webhook_module(
     result = run(capsys, "deliver")
     assert (result.code, result.out.strip()) == (0, "delivered 1, failed 0"), result.err
     ((headers, body),) = receiver.posts
-    assert webhook.verify(body, secret, headers["X-Call-Record-Signature"])
+    assert webhook.verify(
+        body, secret, headers["X-Call-Record-Signature"], headers["X-Call-Record-Id"]
+    )
     assert CallRecord.from_dict(json.loads(body)) == call_a()
     assert record_store.delivery_state("rec-a").status == "delivered"
 
@@ -1100,6 +1103,31 @@ def test_deliver_with_the_real_webhook_module(
     result = run(capsys, "deliver")
     assert (result.code, result.out.strip()) == (0, "delivered 1, failed 0"), result.err
     assert record_store.delivery_state("rec-c").status == "delivered"
+
+
+def test_deliver_stops_a_record_the_receiver_says_is_gone(
+    calls: list[CallRecord],
+    record_store: CallStore,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CALL_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("CALL_WEBHOOK_SECRET", "s" * 32)
+    receiver.status = 410
+
+    result = run(capsys, "deliver")
+
+    assert (result.code, result.out.strip()) == (1, "delivered 0, failed 0, refused (410 Gone) 1")
+    assert "never sent again" in result.err
+    assert len(receiver.posts) == 1
+    receiver.status = 200
+    result = run(capsys, "deliver")
+    assert result.out.strip() == "nothing to deliver: no queued webhook delivery is due"
+    assert len(receiver.posts) == 1
+    lines = run(capsys, "show", "rec-a").lines
+    assert "stopped: the receiver refused it for good after 1 attempt(s); never sent again" in lines
+    assert "reason: HTTP 410 Gone" in lines
 
 
 # ------------------------------------------------------------------ the real entry point

@@ -186,7 +186,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "The same delivery the worker runs every minute, for every queued record, now:\n"
             "records waiting out a retry delay are brought forward. Each is POSTed (up to 3\n"
             "tries), then marked delivered, or failed and due again after a growing delay\n"
-            "(30 s ... 6 h). Exit 1 if any delivery failed."
+            "(30 s ... 6 h); a receiver's 410 Gone stops that record's delivery for good.\n"
+            "Exit 1 if any delivery failed or was refused."
         ),
         examples=[f"{P} deliver", f"{P} deliver --limit 200"],
         run=_deliver,
@@ -440,6 +441,11 @@ def _delivery(d: DeliveryState | None) -> str:
         when = local_seconds(d.delivered_at) if d.delivered_at is not None else "?"
         retries = f" after {d.attempts} failed attempt(s)" if d.attempts else ""
         return f"delivered at {when}{retries}"
+    if d.status == "gone":
+        return (
+            f"stopped: the receiver refused it for good after {d.attempts} attempt(s); "
+            f"never sent again\n  reason: {printable(d.last_error)}"
+        )
     text = f"pending: {d.attempts} failed attempt(s)" if d.attempts else "pending: not tried yet"
     if d.next_attempt_at is not None:
         text += f", next attempt at {local_seconds(d.next_attempt_at)}"
@@ -715,22 +721,29 @@ def _deliver(args: argparse.Namespace) -> int:
         )
     with _open_store(settings) as (_, store):
         store.make_pending_due(now=time.time())
-        delivered, failed = asyncio.run(
+        delivered, failed, gone = asyncio.run(
             _deliver_due(
                 deliver_pending, store, settings, limit=args.limit, timeout=args.request_timeout
             )
         )
-    if delivered + failed == 0:
+    if delivered + failed + gone == 0:
         print("nothing to deliver: no queued webhook delivery is due")
         return 0
-    print(f"delivered {delivered}, failed {failed}")
+    print(
+        f"delivered {delivered}, failed {failed}" + (f", refused (410 Gone) {gone}" if gone else "")
+    )
     if failed:
         print(
             "failed deliveries stay queued and are retried later (see `calls show ID`)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    if gone:
+        print(
+            "the receiver answered 410 Gone: those records are never sent again "
+            "(the reason is in `calls show ID`)",
+            file=sys.stderr,
+        )
+    return 1 if failed or gone else 0
 
 
 async def _deliver_due(
@@ -740,20 +753,22 @@ async def _deliver_due(
     *,
     limit: int | None,
     timeout: float,
-) -> tuple[int, int]:
-    """Batches until nothing more is due (or `limit` records were tried). Each claimed
-    record ends delivered or due again later, so this ends."""
-    delivered = failed = 0
-    while limit is None or delivered + failed < limit:
-        batch = DELIVERY_BATCH if limit is None else min(DELIVERY_BATCH, limit - delivered - failed)
+) -> tuple[int, int, int]:
+    """(delivered, failed, gone): batches until nothing more is due (or `limit` records
+    were tried). Each claimed record ends delivered, gone or due again later, so this ends."""
+    delivered = failed = gone = 0
+    while limit is None or delivered + failed + gone < limit:
+        tried = delivered + failed + gone
+        batch = DELIVERY_BATCH if limit is None else min(DELIVERY_BATCH, limit - tried)
         report = await deliver_pending(
             store, settings.webhook_url, settings.webhook_secret, limit=batch, timeout=timeout
         )
         delivered += report.delivered
         failed += report.failed
-        if report.delivered + report.failed < batch:
+        gone += report.gone
+        if report.delivered + report.failed + report.gone < batch:
             break
-    return delivered, failed
+    return delivered, failed, gone
 
 
 # ------------------------------------------------------------------ helpers
