@@ -8,7 +8,7 @@ product writes goes through `SafeCsvWriter`:
 - a text cell starting with one of those characters, or with blanks and then one of them
   (`" =1+1"`; some programs trim blanks), gets a leading `'`: the spreadsheet shows it as
   text. This includes phone numbers: `'+15105550123` stays text, `+` and all, where a bare
-  `+15105550123` would become the number 15105550123 (shown as 1.51E+10);
+  `+15105550123` would become a number (its `+` lost, a longer one shown as 4.42E+11);
 - numbers the product writes as numbers (durations, counts, codes) are left alone;
 - every cell is in double quotes, so a `;` or `,` inside a value cannot start a new cell in
   a spreadsheet that splits on another separator than ours.
