@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -175,8 +176,9 @@ def numbers(count: int, start: int = 100) -> list[str]:
 
 
 def read_results(path: Path) -> dict[str, dict[str, str]]:
+    """Rows by number (written as text: '+1...)."""
     with path.open(encoding="utf-8", newline="") as f:
-        return {row["phone_number"]: row for row in csv.DictReader(f)}
+        return {row["phone_number"].removeprefix("'"): row for row in csv.DictReader(f)}
 
 
 def max_overlap(intervals: Sequence[tuple[float, float]]) -> int:
@@ -380,6 +382,29 @@ async def test_campaign_reports_bad_rows_and_calls_the_rest(
     assert "campaign finished: 3/3 done (completed 3)" in result.out
 
 
+async def test_campaign_results_cells_a_spreadsheet_would_evaluate_stay_text(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    formula = '=HYPERLINK("https://evil.example/","open")'
+    source = write_csv(
+        tmp_path / "list.csv",
+        [["phone_number", "name", "@note"], ["+15105550101", formula, "-1+cmd|' /C calc'!A0"]],
+    )
+    FakeAgent(livekit_server, store, delay=0.05).start()
+
+    result = await cli(capsys, "campaign", str(source), "--rate", "20", "--poll-interval", "0.05")
+
+    assert result.code == 0, result.err
+    with (tmp_path / "list.results.csv").open(encoding="utf-8", newline="") as f:
+        header, row = csv.reader(f)
+    assert header[:3] == ["phone_number", "name", "'@note"]
+    assert row[:3] == ["'+15105550101", "'" + formula, "'-1+cmd|' /C calc'!A0"]
+    assert row[header.index("outcome")] == "completed"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -455,6 +480,23 @@ async def test_campaign_dry_run_prints_the_plan_and_sends_nothing(
 
     result = await cli(capsys, "campaign", str(source), "--dry-run", "--ignore-hours")
     assert "calling window: ignored (--ignore-hours" in result.out
+
+
+async def test_campaign_prints_control_sequences_from_the_file_as_visible_escapes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    escapes = "\x1b[2J\x1b]0;owned\x07\u202e"
+    source = write_csv(
+        tmp_path / "list.csv",
+        [["phone_number", "name"], ["+15105550101", "Ada" + escapes], ["+1555" + escapes, "x"]],
+    )
+
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+
+    assert result.code == 0, result.err
+    for text in (result.out, result.err):
+        assert not re.findall("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text)
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\u202e" in result.out + result.err
 
 
 # ------------------------------------------------------------------ campaign: limits

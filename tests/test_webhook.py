@@ -13,8 +13,9 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +24,7 @@ from aiohttp import web
 
 import agent
 from telephony.devtools.standins.openai_server import reply, tool_call
-from telephony.domain.settings import read_settings
+from telephony.domain.settings import PROJECT_ROOT, read_settings
 from telephony.records import webhook
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn
 from telephony.records.store import CallStore, StoreError
@@ -70,13 +71,19 @@ class Receiver:
     secret: str = SECRET
     status: int = 200
     stall: float = 0.0  # seconds to wait before answering
+    text: str = ""  # the answer's body
     received: list[Received] = field(default_factory=list)
     url: str = ""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        ok = verify(body, self.secret, request.headers.get("X-Call-Record-Signature"))
+        ok = verify(
+            body,
+            self.secret,
+            request.headers.get("X-Call-Record-Signature"),
+            request.headers.get("X-Call-Record-Id"),
+        )
         self.received.append(Received(time.monotonic(), body, dict(request.headers), ok))
         self.arrived.set()
         if self.stall:
@@ -85,7 +92,7 @@ class Receiver:
             return web.Response(status=401, text="bad signature")
         if 300 <= self.status < 400:
             return web.Response(status=self.status, headers={"Location": "/elsewhere"})
-        return web.Response(status=self.status)
+        return web.Response(status=self.status, text=self.text)
 
     async def elsewhere(self, _request: web.Request) -> web.Response:
         return web.Response(status=200)  # a followed redirect would land here, as a GET
@@ -137,29 +144,133 @@ def queued(store: CallStore, number: int = 1) -> CallRecord:
 # ------------------------------------------------------------------ the request
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
-    body = b'{"a":1}'
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert sign(body, SECRET) == f"sha256={expected}"
-    assert verify(body, SECRET, f"sha256={expected}")
+def test_signature_covers_the_time_the_record_id_and_the_body() -> None:
+    body, record_id, t = b'{"a":1}', "rec-1", 1_700_000_000
+    signed = f"{t}.{record_id}.".encode() + body
+    expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert sign(body, SECRET, record_id, t) == f"t={t},v1={expected}"
+    assert verify(body, SECRET, f"t={t},v1={expected}", record_id, now=t)
 
 
-def test_verify_rejects_tampering() -> None:
-    body = webhook.payload(make_record(1))
-    signature = sign(body, SECRET)
-    assert verify(body, SECRET, signature)
-    assert verify(body, SECRET, f"  {signature}\n")  # surrounding whitespace is harmless
+def test_verify_rejects_tampering_replays_and_swapped_ids() -> None:
+    record = make_record(1)
+    body, record_id, t = webhook.payload(record), record.record_id, 1_700_000_000
+    signature = sign(body, SECRET, record_id, t)
+    assert verify(body, SECRET, signature, record_id, now=t)
+    assert verify(body, SECRET, f"  {signature}\n", record_id, now=t)  # whitespace is harmless
+    assert verify(body, SECRET, signature, record_id, now=t + 300)  # 5 min: still fresh
+    assert verify(body, SECRET, signature, record_id, now=t - 300)  # a clock a bit behind
 
-    assert not verify(body.replace(b"+16285550001", b"+16285550002"), SECRET, signature)
-    assert not verify(body + b" ", SECRET, signature)
-    assert not verify(body, SECRET + "x", signature)  # another secret
-    assert not verify(body, "", signature)
-    assert not verify(body, SECRET, "")  # header missing
-    assert not verify(body, SECRET, None)
-    assert not verify(body, SECRET, signature.removeprefix("sha256="))  # no scheme
-    assert not verify(body, SECRET, signature[:-1])
-    assert not verify(body, SECRET, signature.upper())
-    assert not verify(body, SECRET, "sha256=é" + signature[8:])  # not even ASCII
+    assert not verify(body, SECRET, signature, record_id, now=t + 301)  # replayed later
+    assert not verify(body, SECRET, signature, record_id, now=t - 301)
+    assert not verify(body, SECRET, signature, "r-0002", now=t)  # another record's id
+    assert not verify(body, SECRET, signature, None, now=t)
+    assert not verify(
+        body.replace(b"+16285550001", b"+16285550002"), SECRET, signature, record_id, now=t
+    )
+    assert not verify(body + b" ", SECRET, signature, record_id, now=t)
+    assert not verify(body, SECRET + "x", signature, record_id, now=t)  # another secret
+    assert not verify(body, "", signature, record_id, now=t)
+    assert not verify(body, SECRET, "", record_id, now=t)  # header missing
+    assert not verify(body, SECRET, None, record_id, now=t)
+    digest = signature.split("v1=")[1]
+    for bad in (
+        f"t={t + 1},v1={digest}",  # the time moved: the signature no longer matches
+        f"v1={digest}",  # no time
+        f"t=,v1={digest}",
+        f"t=-{t},v1={digest}",
+        f"t={t}",  # no signature
+        f"t={t},v1={digest[:-1]}",
+        f"t={t},v1={digest.upper()}",
+        f"t={t},v1=é{digest[1:]}",  # not even ASCII
+        f"t={t};v1={digest}",
+        f"sha256={digest}",  # the old scheme
+    ):
+        assert not verify(body, SECRET, bad, record_id, now=t), bad
+
+
+def readme_recipe() -> Callable[[bytes, str, str, str], bool]:
+    """The README's verification code ("Post-call webhook"), exactly as a customer copies it."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Post-call webhook", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md: Post-call webhook", "exec"), namespace)
+    return namespace["is_from_our_agent"]
+
+
+async def test_the_readme_recipe_accepts_a_delivery_and_rejects_a_replay_or_a_swapped_id(
+    record_store: CallStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    is_from_our_agent = readme_recipe()
+    first, second = queued(record_store, 1), queued(record_store, 2)
+    await deliver_pending(record_store, receiver.url, SECRET)
+    captured = {got.headers["X-Call-Record-Id"]: got for got in receiver.received}
+    got, other = captured[first.record_id], captured[second.record_id]
+    signature = got.headers["X-Call-Record-Signature"]
+
+    def accepted(body: bytes, record_id: str, signature: str, secret: str = SECRET) -> bool:
+        return is_from_our_agent(body, record_id, signature, secret)
+
+    assert accepted(got.body, first.record_id, signature)
+    assert accepted(other.body, second.record_id, other.headers["X-Call-Record-Signature"])
+    # The id receivers de-duplicate on, swapped: a record would be dropped as "seen".
+    assert not accepted(got.body, second.record_id, signature)
+    assert not accepted(other.body, first.record_id, signature)  # another record's body
+    assert not accepted(got.body.replace(b"completed", b"voicemail"), first.record_id, signature)
+    assert not accepted(got.body, first.record_id, signature, "another-secret")
+    assert not accepted(got.body, first.record_id, "")
+    assert not accepted(got.body, first.record_id, "sha256=" + "0" * 64)
+
+    # The capture replayed: fine within 5 minutes of its signing, refused after.
+    signed_at = int(signature.split(",")[0].removeprefix("t="))
+    with monkeypatch.context() as m:
+        m.setattr(time, "time", lambda: signed_at + 299.0)
+        assert accepted(got.body, first.record_id, signature)
+        m.setattr(time, "time", lambda: signed_at + 301.0)
+        assert not accepted(got.body, first.record_id, signature)
+        assert not verify(got.body, SECRET, signature, first.record_id)  # the module agrees
+
+
+async def test_every_attempt_is_signed_at_its_own_time(
+    record_store: CallStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued(record_store)
+    receiver.status = 500
+    start = time.time()
+    # The clock jumps 400 s between attempts, so a signature made once would be stale.
+    monkeypatch.setattr(time, "time", lambda: start + 400 * len(receiver.received))
+
+    await deliver_pending(record_store, receiver.url, SECRET, **FAST)
+
+    stamps = [got.headers["X-Call-Record-Signature"].split(",")[0] for got in receiver.received]
+    assert stamps == [f"t={int(start) + 400 * n}" for n in range(3)]
+    assert all(got.signature_ok for got in receiver.received)
+
+
+async def test_a_410_gone_stops_that_delivery_for_good_with_the_reason_kept(
+    record_store: CallStore, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = queued(record_store)
+    receiver.status, receiver.text = 410, "unsubscribed: this endpoint was removed\nbye"
+
+    report = await deliver_pending(record_store, receiver.url, SECRET, **FAST)
+
+    assert report == DeliveryReport(delivered=0, failed=0, gone=1)
+    assert len(receiver.received) == 1  # not retried at once
+    state = record_store.delivery_state(record.record_id)
+    assert (state.status, state.attempts, state.next_attempt_at) == ("gone", 1, None)
+    assert state.last_error == "HTTP 410 Gone: unsubscribed: this endpoint was removed"
+    assert "never sent again" in caplog.text
+
+    # Never again: not by the schedule, not by an operator's "deliver now".
+    receiver.status = 200
+    assert record_store.make_pending_due(now=time.time() + 1e6) == 0
+    later = await deliver_pending(record_store, receiver.url, SECRET, now=time.time() + 1e6)
+    assert later == DeliveryReport(0, 0) and len(receiver.received) == 1
+    # The 410 was about that delivery: the next call's record goes out as usual.
+    queued(record_store, 2)
+    assert await deliver_pending(record_store, receiver.url, SECRET) == DeliveryReport(1, 0)
 
 
 def test_payload_is_compact_sorted_utf8_json_of_to_dict() -> None:
@@ -194,7 +305,7 @@ async def test_post_record_answers_and_errors(receiver: Receiver) -> None:
     assert first.signature_ok
     assert first.headers["Content-Type"] == "application/json"
     assert first.headers["X-Call-Record-Id"] == record.record_id
-    assert first.headers["X-Call-Record-Signature"] == sign(first.body, SECRET)
+    assert first.headers["X-Call-Record-Signature"].startswith("t=")
     assert first.headers["User-Agent"] == "telephony-agent-webhook/1"
     assert first.body == webhook.payload(record)
 

@@ -39,6 +39,7 @@ from typing import IO, Any, Protocol
 from telephony.domain.business_hours import Schedule
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, normalize_number, require_e164
+from telephony.domain.spreadsheet import SafeCsvWriter
 from telephony.operator.outbound_dispatch import (
     CallResult,
     DispatchError,
@@ -923,7 +924,7 @@ def write_results(
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
+            writer = SafeCsvWriter(out)  # no cell a spreadsheet would run as a formula
             writer.writerow([*campaign.columns, *RESULT_COLUMNS])
             for row in campaign.rows:
                 cells = result_cells(state.rows.get(row.phone_number), max_attempts)

@@ -33,7 +33,8 @@ from telephony.records.model import CallRecord
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 PG_CONNECT_TIMEOUT_SECONDS = 10
 
-DeliveryStatus = Literal["none", "pending", "delivered"]
+# "gone": the receiver answered 410 Gone; never sent again (last_error keeps its reason).
+DeliveryStatus = Literal["none", "pending", "delivered", "gone"]
 
 
 class StoreError(Exception):
@@ -396,6 +397,18 @@ class CallStore:
             delivery_attempts=calls.c.delivery_attempts + 1,
             delivery_last_error=error,
             delivery_next_attempt_at=time.time() if retry_at is None else retry_at,
+            delivery_claimed_until=None,
+        )
+
+    def mark_delivery_gone(self, record_id: str, *, error: str) -> None:
+        """The receiver said it will never take this record (410 Gone): count the attempt,
+        keep the reason, and never claim it again (only a fresh queue_webhook save would)."""
+        self._update_delivery(
+            record_id,
+            delivery_status="gone",
+            delivery_attempts=calls.c.delivery_attempts + 1,
+            delivery_last_error=error,
+            delivery_next_attempt_at=None,
             delivery_claimed_until=None,
         )
 

@@ -6,13 +6,20 @@ The request, for receivers (the README shows a receiver):
     Content-Type: application/json
     User-Agent: telephony-agent-webhook/1
     X-Call-Record-Id: <record_id>
-    X-Call-Record-Signature: sha256=<hex HMAC-SHA256 of the raw body, key CALL_WEBHOOK_SECRET>
+    X-Call-Record-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<record_id>.<body>">
 
     <the record's to_dict() as JSON: UTF-8, compact separators, sorted keys>
 
-Any 2xx answer means delivered; anything else (including a redirect) is a failed attempt.
-Delivery is at least once on the wire (a lost answer or a lease that ran out sends the same
-record again) and exactly once in the store: receivers drop duplicates by X-Call-Record-Id.
+The signature (Stripe's and Svix's scheme) covers when it was sent and which record it is as
+well as the body, and is made afresh for every attempt: a receiver rejects a delivery signed
+more than TOLERANCE_SECONDS ago (a captured request replayed later) and one whose
+X-Call-Record-Id was swapped (the id receivers de-duplicate on).
+
+Any 2xx answer means delivered. 410 Gone means "stop": that record is never sent again, the
+reason kept in its delivery state. Anything else (another 4xx, 5xx, a redirect, no answer)
+is a failed attempt, retried. Delivery is at least once on the wire (a lost answer or a
+lease that ran out sends the same record again) and exactly once in the store: receivers
+drop duplicates by X-Call-Record-Id.
 
 Records wait in the store's outbox (CallStore.claim_deliveries). They are sent right after
 each call (`deliver_after_call`, bounded in time, after the hang-up), and the worker process
@@ -32,11 +39,13 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 from yarl import URL
 
 from telephony.domain.settings import Settings
+from telephony.domain.terminal_text import printable
 from telephony.records.model import CallRecord
 from telephony.records.store import CallStore, StoreError
 from telephony.records.stores import open_store
@@ -46,7 +55,9 @@ logger = logging.getLogger("telephony.records.webhook")
 USER_AGENT = "telephony-agent-webhook/1"
 RECORD_ID_HEADER = "X-Call-Record-Id"
 SIGNATURE_HEADER = "X-Call-Record-Signature"
-SIGNATURE_PREFIX = "sha256="
+SIGNATURE_VERSION = "v1"
+TOLERANCE_SECONDS = 300  # how old a signature a receiver accepts (Stripe's default)
+GONE = 410  # the receiver's "stop sending this": final
 
 POST_TIMEOUT_SECONDS = 10.0  # one POST, connecting included
 # How long a record waits after a failed delivery round, by the rounds already failed:
@@ -59,10 +70,18 @@ PARALLEL_POSTS = 4  # records of one batch in flight at once
 _NOT_WORTH_RETRYING_NOW = frozenset(range(400, 500)) - {408, 425, 429}
 
 
+_Ending = Literal["delivered", "failed", "gone"]  # how one record's delivery round ended
+
+
 @dataclass(frozen=True)
 class DeliveryReport:
     delivered: int
-    failed: int
+    failed: int  # stay queued, retried later
+    gone: int = 0  # the receiver answered 410 Gone: never retried
+
+    @property
+    def tried(self) -> int:
+        return self.delivered + self.failed + self.gone
 
 
 # ------------------------------------------------------------------ the request
@@ -75,28 +94,56 @@ def payload(record: CallRecord) -> bytes:
     ).encode("utf-8")
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The X-Call-Record-Signature value: 'sha256=' + hex HMAC-SHA256 of the raw body."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
+def _digest(secret: str, timestamp: int, record_id: str, body: bytes) -> str:
+    signed = f"{timestamp}.{record_id}.".encode() + body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, secret: str, signature_header: str | None) -> bool:
-    """What a receiver does: True only if the header signs exactly these bytes with this
-    secret. Constant-time; a missing or malformed header is simply False."""
-    if not signature_header or not secret:
+def sign(body: bytes, secret: str, record_id: str, timestamp: int) -> str:
+    """The X-Call-Record-Signature value: 't=<timestamp>,v1=<hex HMAC-SHA256 of
+    "<timestamp>.<record_id>.<body>">'."""
+    digest = _digest(secret, timestamp, record_id, body)
+    return f"t={timestamp},{SIGNATURE_VERSION}={digest}"
+
+
+def verify(
+    body: bytes,
+    secret: str,
+    signature_header: str | None,
+    record_id: str | None,
+    *,
+    now: float | None = None,
+    tolerance: float = TOLERANCE_SECONDS,
+) -> bool:
+    """What a receiver does (the README's recipe): True only if the header signs exactly
+    this body and record id with this secret, at most `tolerance` seconds from `now`.
+    Constant-time; a missing or malformed header is simply False."""
+    if not signature_header or not secret or record_id is None:
         return False
-    expected = sign(body, secret).encode("ascii")
-    given = signature_header.strip().encode("utf-8", errors="replace")
-    return hmac.compare_digest(expected, given)
+    try:
+        parts = dict(item.strip().split("=", 1) for item in signature_header.split(","))
+    except ValueError:
+        return False
+    stamp, given = parts.get("t", ""), parts.get(SIGNATURE_VERSION, "")
+    if not (stamp.isascii() and stamp.isdigit()):
+        return False
+    timestamp = int(stamp)
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    expected = _digest(secret, timestamp, record_id, body)
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", errors="replace"))
 
 
-def request_headers(body: bytes, secret: str, record_id: str) -> dict[str, str]:
+def request_headers(
+    body: bytes, secret: str, record_id: str, *, now: float | None = None
+) -> dict[str, str]:
+    """The headers of one attempt, signed at `now` (default: the time now)."""
+    timestamp = int(time.time() if now is None else now)
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         RECORD_ID_HEADER: record_id,
-        SIGNATURE_HEADER: sign(body, secret),
+        SIGNATURE_HEADER: sign(body, secret, record_id, timestamp),
     }
 
 
@@ -134,6 +181,8 @@ async def _post(
         ) as response:
             if 200 <= response.status < 300:
                 return None, response.status
+            if response.status == GONE:
+                return await _gone_reason(response), response.status
             return f"HTTP {response.status}", response.status
     except TimeoutError:  # aiohttp's timeouts subclass it
         return "timeout", None
@@ -141,6 +190,17 @@ async def _post(
         return _network_reason(e), None
     except (OSError, ValueError) as e:  # a socket error aiohttp did not wrap, a bad URL
         return _short(f"{type(e).__name__}: {e}"), None
+
+
+async def _gone_reason(response: aiohttp.ClientResponse) -> str:
+    """'HTTP 410 Gone', plus the first line of what the receiver said, if anything."""
+    try:
+        said = (await response.content.read(200)).decode("utf-8", errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
+        said = ""
+    # Kept and logged: the receiver's text never carries control characters into either.
+    first = printable(said.strip().splitlines()[0].strip()) if said.strip() else ""
+    return _short(f"HTTP 410 Gone: {first}" if first else "HTTP 410 Gone")
 
 
 def _network_reason(error: aiohttp.ClientError) -> str:
@@ -200,10 +260,11 @@ async def deliver_pending(
 ) -> DeliveryReport:
     """Send up to `limit` records that are due at `now` (default: the time now).
 
-    Each is POSTed up to `attempts` times, `backoff`, 2*backoff, ... seconds apart, then
-    marked delivered, or marked failed and due again after retry_delay(rounds failed so
-    far). Records are never dropped. Raises StoreError if the store fails, ValueError for
-    an empty secret (nothing is ever sent unsigned).
+    Each is POSTed up to `attempts` times, `backoff`, 2*backoff, ... seconds apart (each
+    attempt signed afresh), then marked delivered, or gone (the receiver answered 410: never
+    sent again), or failed and due again after retry_delay(rounds failed so far). Records
+    are never dropped. Raises StoreError if the store fails, ValueError for an empty secret
+    (nothing is ever sent unsigned).
     """
     if not secret:
         raise ValueError("CALL_WEBHOOK_SECRET is empty: webhooks are always signed")
@@ -222,10 +283,10 @@ async def deliver_pending(
     gate = asyncio.Semaphore(PARALLEL_POSTS)
     where = display_url(url)
 
-    async def deliver(record: CallRecord, session: aiohttp.ClientSession) -> bool:
+    async def deliver(record: CallRecord, session: aiohttp.ClientSession) -> _Ending:
         body = payload(record)
         async with gate:
-            error = await _post_with_retries(
+            error, status = await _post_with_retries(
                 session, url, secret, body, record.record_id, attempts, backoff, timeout
             )
         undecided.discard(record.record_id)
@@ -240,7 +301,19 @@ async def deliver_pending(
                 where,
                 extra={"record_id": record.record_id},
             )
-            return True
+            return "delivered"
+        if status == GONE:
+            await asyncio.shield(
+                asyncio.to_thread(store.mark_delivery_gone, record.record_id, error=error)
+            )
+            logger.warning(
+                "call record %s refused by %s (%s): never sent again",
+                record.record_id,
+                where,
+                error,
+                extra={"record_id": record.record_id},
+            )
+            return "gone"
         moment = clock + (time.monotonic() - started)
         delay = await asyncio.shield(
             asyncio.to_thread(_mark_failed, store, record.record_id, error, moment)
@@ -253,7 +326,7 @@ async def deliver_pending(
             _duration(delay),
             extra={"record_id": record.record_id},
         )
-        return False
+        return "failed"
 
     try:
         async with aiohttp.ClientSession() as session:
@@ -268,8 +341,11 @@ async def deliver_pending(
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    delivered = sum(1 for result in results if result is True)
-    return DeliveryReport(delivered=delivered, failed=len(records) - delivered)
+    return DeliveryReport(
+        delivered=results.count("delivered"),
+        failed=results.count("failed"),
+        gone=results.count("gone"),
+    )
 
 
 async def _post_with_retries(
@@ -281,15 +357,17 @@ async def _post_with_retries(
     attempts: int,
     backoff: float,
     timeout: float,
-) -> str | None:
+) -> tuple[str | None, int | None]:
+    """(None, status) once delivered, else the last attempt's (reason, status or None)."""
     error: str | None = None
+    status: int | None = None
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
         error, status = await _post(session, url, secret, body, record_id, timeout)
         if error is None or status in _NOT_WORTH_RETRYING_NOW:
             break
-    return error
+    return error, status
 
 
 def _mark_failed(store: CallStore, record_id: str, error: str, now: float) -> float:
@@ -381,7 +459,7 @@ async def _deliver_all_due(store: CallStore, url: str, secret: str, *, batch: in
     # Every claimed record ends delivered or due in the future, so this ends.
     while True:
         report = await deliver_pending(store, url, secret, limit=batch)
-        if report.delivered + report.failed < batch:
+        if report.tried < batch:
             return
 
 

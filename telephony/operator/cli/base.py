@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
 
 from telephony.domain.phone_numbers import InvalidDestination, human_number
+from telephony.domain.terminal_text import printable
 
 Handler = Callable[[argparse.Namespace], int]
 _T = TypeVar("_T")
@@ -209,25 +210,28 @@ def milliseconds(seconds: float | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """A plain text table, columns two spaces apart; `right` lists right-aligned columns."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    """A plain text table, columns two spaces apart; `right` lists right-aligned columns.
+    Control characters in cells are shown as escapes (cells may hold a caller's words)."""
+    shown = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
         parts = [
-            str(cell).rjust(width) if i in right else str(cell).ljust(width)
+            cell.rjust(width) if i in right else cell.ljust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ]
         return "  ".join(parts).rstrip()
 
-    return "\n".join([line(headers), *(line(row) for row in rows)])
+    return "\n".join(line(row) for row in shown)
 
 
 def fields(pairs: Sequence[tuple[str, str]], indent: str = "  ") -> str:
-    """'label   value' lines with the values aligned; multi-line values stay aligned."""
+    """'label   value' lines with the values aligned; multi-line values stay aligned.
+    Control characters other than line breaks are shown as escapes."""
     width = max((len(label) for label, _ in pairs), default=0)
     lines = []
     for label, value in pairs:
-        first, *rest = str(value).splitlines() or [""]
+        first, *rest = printable(str(value), newlines=True).splitlines() or [""]
         lines.append(f"{indent}{label.ljust(width)}  {first}".rstrip())
         lines.extend(f"{indent}{' ' * width}  {more}".rstrip() for more in rest)
     return "\n".join(lines)

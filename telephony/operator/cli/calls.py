@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from telephony.domain.settings import Settings, read_settings
+from telephony.domain.spreadsheet import SafeCsvWriter
+from telephony.domain.terminal_text import printable, printable_json
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
@@ -185,7 +186,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "The same delivery the worker runs every minute, for every queued record, now:\n"
             "records waiting out a retry delay are brought forward. Each is POSTed (up to 3\n"
             "tries), then marked delivered, or failed and due again after a growing delay\n"
-            "(30 s ... 6 h). Exit 1 if any delivery failed."
+            "(30 s ... 6 h); a receiver's 410 Gone stops that record's delivery for good.\n"
+            "Exit 1 if any delivery failed or was refused."
         ),
         examples=[f"{P} deliver", f"{P} deliver --limit 200"],
         run=_deliver,
@@ -320,7 +322,7 @@ def _show(args: argparse.Namespace) -> int:
 def describe(record: CallRecord, delivery: DeliveryState | None) -> str:
     """Everything about one call, for a person to read."""
     sections = [
-        f"Call {record.call_id or record.record_id}\n{fields(_header(record))}",
+        f"Call {printable(record.call_id or record.record_id)}\n{fields(_header(record))}",
         _transcript(record),
         _tool_calls(record),
         _latency(record),
@@ -375,8 +377,8 @@ def _transcript(r: CallRecord) -> str:
         return "Transcript: none"
     rows = []
     for turn in r.transcript:
-        text = turn.text + (" [interrupted]" if turn.interrupted else "")
-        rows.append((minutes_seconds(turn.at - r.started_at), turn.role, text))
+        text = printable(turn.text, newlines=True) + (" [interrupted]" if turn.interrupted else "")
+        rows.append((minutes_seconds(turn.at - r.started_at), printable(turn.role), text))
     width = max(len(role) for _, role, _ in rows)
     lines = [f"Transcript ({len(rows)} turns; [interrupted]: cut off by the other side)"]
     for offset, role, text in rows:
@@ -393,9 +395,10 @@ def _tool_calls(r: CallRecord) -> str:
     lines = [f"Tool calls ({len(r.tool_calls)})"]
     for call in r.tool_calls:
         flag = "  [error]" if call.is_error else ""
-        lines.append(f"  {minutes_seconds(call.at - r.started_at):>5}  {call.name}{flag}")
-        lines.append(f"         arguments: {call.arguments or '-'}")
-        lines.append(f"         output:    {call.output or '-'}")
+        name, arguments, output = (printable(t) for t in (call.name, call.arguments, call.output))
+        lines.append(f"  {minutes_seconds(call.at - r.started_at):>5}  {name}{flag}")
+        lines.append(f"         arguments: {arguments or '-'}")
+        lines.append(f"         output:    {output or '-'}")
     return "\n".join(lines)
 
 
@@ -438,11 +441,16 @@ def _delivery(d: DeliveryState | None) -> str:
         when = local_seconds(d.delivered_at) if d.delivered_at is not None else "?"
         retries = f" after {d.attempts} failed attempt(s)" if d.attempts else ""
         return f"delivered at {when}{retries}"
+    if d.status == "gone":
+        return (
+            f"stopped: the receiver refused it for good after {d.attempts} attempt(s); "
+            f"never sent again\n  reason: {printable(d.last_error)}"
+        )
     text = f"pending: {d.attempts} failed attempt(s)" if d.attempts else "pending: not tried yet"
     if d.next_attempt_at is not None:
         text += f", next attempt at {local_seconds(d.next_attempt_at)}"
     if d.last_error:
-        text += f"\n  last error: {d.last_error}"
+        text += f"\n  last error: {printable(d.last_error)}"
     return text
 
 
@@ -454,7 +462,7 @@ def _export(args: argparse.Namespace) -> int:
     with _open_store() as (_, store):
         records = store.list(**filters, limit=args.limit)
     if args.output is None:
-        _write_export(sys.stdout, records, args.format)
+        _write_export(sys.stdout, records, args.format, terminal=sys.stdout.isatty())
         print(f"exported {len(records)} calls", file=sys.stderr)
         return 0
     try:
@@ -466,14 +474,22 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_export(out: IO[str], records: list[CallRecord], fmt: str) -> None:
+def _write_export(
+    out: IO[str], records: list[CallRecord], fmt: str, *, terminal: bool = False
+) -> None:
+    """`terminal`: CSV cells are shown with escaped control characters, as elsewhere on a
+    terminal (a file gets them as they are)."""
     if fmt == "jsonl":
         for record in records:
-            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            # The same JSON, with bidi and C1 controls escaped (json.dumps leaves them raw).
+            out.write(printable_json(json.dumps(record.to_dict(), ensure_ascii=False)) + "\n")
         return
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(csv_row(record) for record in records)
+    writer = SafeCsvWriter(out)  # formulas in transcripts, names, metadata stay text
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        row = csv_row(record)
+        cells = [row[column] for column in CSV_COLUMNS]
+        writer.writerow(printable(c) if terminal and isinstance(c, str) else c for c in cells)
 
 
 def csv_row(r: CallRecord) -> dict[str, Any]:
@@ -705,22 +721,29 @@ def _deliver(args: argparse.Namespace) -> int:
         )
     with _open_store(settings) as (_, store):
         store.make_pending_due(now=time.time())
-        delivered, failed = asyncio.run(
+        delivered, failed, gone = asyncio.run(
             _deliver_due(
                 deliver_pending, store, settings, limit=args.limit, timeout=args.request_timeout
             )
         )
-    if delivered + failed == 0:
+    if delivered + failed + gone == 0:
         print("nothing to deliver: no queued webhook delivery is due")
         return 0
-    print(f"delivered {delivered}, failed {failed}")
+    print(
+        f"delivered {delivered}, failed {failed}" + (f", refused (410 Gone) {gone}" if gone else "")
+    )
     if failed:
         print(
             "failed deliveries stay queued and are retried later (see `calls show ID`)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    if gone:
+        print(
+            "the receiver answered 410 Gone: those records are never sent again "
+            "(the reason is in `calls show ID`)",
+            file=sys.stderr,
+        )
+    return 1 if failed or gone else 0
 
 
 async def _deliver_due(
@@ -730,24 +753,26 @@ async def _deliver_due(
     *,
     limit: int | None,
     timeout: float,
-) -> tuple[int, int]:
-    """Batches until nothing more is due (or `limit` records were tried). Each claimed
-    record ends delivered or due again later, so this ends."""
-    delivered = failed = 0
-    while limit is None or delivered + failed < limit:
-        batch = DELIVERY_BATCH if limit is None else min(DELIVERY_BATCH, limit - delivered - failed)
+) -> tuple[int, int, int]:
+    """(delivered, failed, gone): batches until nothing more is due (or `limit` records
+    were tried). Each claimed record ends delivered, gone or due again later, so this ends."""
+    delivered = failed = gone = 0
+    while limit is None or delivered + failed + gone < limit:
+        tried = delivered + failed + gone
+        batch = DELIVERY_BATCH if limit is None else min(DELIVERY_BATCH, limit - tried)
         report = await deliver_pending(
             store, settings.webhook_url, settings.webhook_secret, limit=batch, timeout=timeout
         )
         delivered += report.delivered
         failed += report.failed
-        if report.delivered + report.failed < batch:
+        gone += report.gone
+        if report.delivered + report.failed + report.gone < batch:
             break
-    return delivered, failed
+    return delivered, failed, gone
 
 
 # ------------------------------------------------------------------ helpers
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))

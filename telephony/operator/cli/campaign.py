@@ -14,6 +14,7 @@ from typing import TextIO
 
 from telephony.domain.business_hours import Schedule, calling_schedule
 from telephony.domain.settings import Settings, read_settings
+from telephony.domain.terminal_text import printable
 from telephony.operator.campaign import (
     ASSUMED_CALL_SECONDS,
     PHONE_COLUMN,
@@ -320,7 +321,7 @@ class ConsoleReporter:
 
     def note(self, text: str) -> None:
         self._clear()
-        print(text, file=self.out, flush=True)
+        print(printable(text), file=self.out, flush=True)  # may quote a row or a record
         if self.tty and self._shown:
             self._draw(self._shown)
 
@@ -361,7 +362,7 @@ def _print_skipped(campaign: CampaignFile, *, limit: int | None) -> None:
         return
     print(f"{campaign.path}: {len(skipped)} row(s) skipped:", file=sys.stderr)
     for row in skipped[:limit]:
-        print(f"  line {row.line}: {row.reason}", file=sys.stderr)
+        print(f"  line {row.line}: {printable(row.reason)}", file=sys.stderr)
     if limit is not None and len(skipped) > limit:
         more = len(skipped) - limit
         print(
@@ -416,7 +417,7 @@ def _print_plan(
     if rows:
         print(f"\nto call ({len(rows)}):")
         for row in rows[:PLAN_ROWS_SHOWN]:
-            context = ", ".join(f"{k}={v}" for k, v in row.context.items())
+            context = printable(", ".join(f"{k}={v}" for k, v in row.context.items()))
             print(f"  line {row.line}: {row.phone_number}" + (f"  {context}" if context else ""))
         if len(rows) > PLAN_ROWS_SHOWN:
             print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN} more")
