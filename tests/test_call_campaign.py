@@ -411,6 +411,59 @@ async def test_campaign_refuses_an_unusable_file(
     assert not (tmp_path / "list.campaign.jsonl").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # An unterminated quote used to swallow the next row: "1 number(s), 0 skipped".
+        (
+            b'phone_number,name\n+15105550101,"Ada\n+15105550102,Grace\n',
+            'line 2: not valid CSV: a quote (") opened on this line is never closed',
+        ),
+        # A stray quote closed further down merged the rows in between.
+        (
+            b'phone_number,name\n+15105550101,"Ada\n+15105550102,Grace"\n+15105550103,Alan\n',
+            "line 2: a quoted value runs on to line 3",
+        ),
+        (b'phone_number,name\n+15105550101,"Ada"x\n', "line 2: not valid CSV"),
+        (b"phone_number,note\n+15105550101," + b"x" * 10_001 + b"\n", "line 2: a value of"),
+    ],
+)
+async def test_campaign_refuses_a_malformed_csv_row_with_its_line_never_merging_rows(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    content: bytes,
+    message: str,
+) -> None:
+    source = tmp_path / "list.csv"
+    source.write_bytes(content)
+    for extra in (["--dry-run"], []):
+        result = await cli(capsys, "campaign", str(source), *extra)
+        assert result.code == 2, result.out
+        assert f"{source} {message}" in result.err
+        assert "nothing was called" in result.err
+        assert "Traceback" not in result.err
+        assert "number(s)" not in result.out
+    assert livekit_server.requests == []
+
+
+async def test_campaign_input_file_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import telephony.operator.campaign as campaign_module
+
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in numbers(5))])
+    monkeypatch.setattr(campaign_module, "MAX_CAMPAIGN_ROWS", 3)
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+    assert result.code == 2
+    assert f"{source} line 5: more than 3 rows: split the file" in result.err
+
+    monkeypatch.setattr(campaign_module, "MAX_CAMPAIGN_BYTES", 50)
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+    assert result.code == 2
+    assert f"{source} has 84 bytes, over the 50 a campaign file may have" in result.err
+
+
 async def test_campaign_missing_file_and_bad_options(
     livekit_server: LiveKitServerStandin, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from telephony.domain.business_hours import Schedule
+from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, normalize_number, require_e164
 from telephony.operator.outbound_dispatch import (
@@ -55,6 +55,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 PHONE_COLUMN = "phone_number"
+# Bounds on the input file (a larger list is split into several campaigns).
+MAX_CAMPAIGN_BYTES = 20 * 10**6
+MAX_CAMPAIGN_ROWS = 100_000
 ROW_NOTES_SHOWN = 10  # per-row problems printed during a run before only counting them
 # Outcomes a campaign adds to the call records' own.
 UNKNOWN = "unknown"  # no record within the call timeout: never dialed again automatically
@@ -112,11 +115,18 @@ class CampaignFile:
 def read_campaign_file(path: Path) -> CampaignFile:
     """Read and check a campaign CSV: a header with a `phone_number` column, one row per call.
 
-    Raises CampaignFileError when the file cannot be used at all (unreadable, not UTF-8,
-    empty, no phone_number column). Bad rows (no number, not E.164, a number already on an
+    Raises CampaignFileError when the file cannot be used at all (unreadable, over
+    MAX_CAMPAIGN_BYTES or MAX_CAMPAIGN_ROWS, not UTF-8, a malformed CSV record, empty, no
+    phone_number column). Bad rows (no number, not E.164, a number already on an
     earlier row, more fields than the header) are returned in `skipped` with the reason.
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_CAMPAIGN_BYTES:
+            raise CampaignFileError(
+                f"{path} has {size:,} bytes, over the {MAX_CAMPAIGN_BYTES:,} a campaign file "
+                "may have: split it into several campaigns"
+            )
         raw = path.read_bytes()
     except OSError as e:
         raise CampaignFileError(f"cannot read {path}: {e.strerror or e}") from None
@@ -193,22 +203,17 @@ def read_campaign_file(path: Path) -> CampaignFile:
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """(the line a record starts on, its fields), skipping blank lines (and lines of
-    empty fields)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    end = 0
+    """(the line a record starts on, its fields), skipping blank lines; a malformed record
+    (a stray quote, a value over lines) refuses the whole file: its rows cannot be told
+    apart, so none is called rather than two merged into one."""
+    records = csv_records(text, max_rows=MAX_CAMPAIGN_ROWS)
     while True:
         try:
-            record = next(reader)
+            yield next(records)
         except StopIteration:
             return
-        except csv.Error as e:
-            raise CampaignFileError(
-                f"{path} line {reader.line_num}: not readable as CSV ({e})"
-            ) from None
-        start, end = end + 1, reader.line_num
-        if any(cell.strip() for cell in record):
-            yield start, record
+        except CsvFormatError as e:
+            raise CampaignFileError(f"{path} {e}; fix the file (nothing was called)") from None
 
 
 def _phone_column(path: Path, columns: tuple[str, ...]) -> int:
