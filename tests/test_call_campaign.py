@@ -739,6 +739,8 @@ async def test_retry_unknown_calls_the_unknown_numbers_again_once_a_worker_runs(
     assert again.code == 0, again.err
     assert len(livekit_server.calls("CreateDispatch")) == 1
 
+    plan = await cli(capsys, *args, "--retry-unknown", "--dry-run")
+    assert "0 not called yet, 1 unknown to check (--retry-unknown calls one again only" in plan.out
     agent = FakeAgent(livekit_server, store, delay=0.05).start()
     retried = await cli(capsys, *args, "--retry-unknown")
     assert retried.code == 0, retried.err

@@ -1179,8 +1179,15 @@ def estimated_seconds(calls: int, options: CampaignOptions) -> float:
 def plan_counts(
     campaign: CampaignFile, state: CampaignState, max_attempts: int, *, retry_unknown: bool = False
 ) -> dict[str, list[CampaignRow]]:
-    """Valid rows by what a run would do with them: 'done', 'in progress', 'retry', 'call'."""
-    plan: dict[str, list[CampaignRow]] = {"done": [], "in progress": [], "retry": [], "call": []}
+    """Valid rows by what a run would do with them: 'done', 'in progress', 'retry', 'call',
+    and with retry_unknown 'unknown' (called again only if no channel shows they were)."""
+    plan: dict[str, list[CampaignRow]] = {
+        "done": [],
+        "in progress": [],
+        "retry": [],
+        "call": [],
+        "unknown": [],
+    }
     for row in campaign.rows:
         progress = state.rows.get(row.phone_number)
         last = progress.last if progress else None
@@ -1189,7 +1196,7 @@ def plan_counts(
         elif not last.outcome:
             plan["in progress"].append(row)
         elif retry_unknown and last.outcome == UNKNOWN:
-            plan["retry"].append(row)
+            plan["unknown"].append(row)
         elif is_final(progress, max_attempts):
             plan["done"].append(row)
         else:

@@ -23,6 +23,7 @@ from telephony.operator.campaign import (
     CampaignFile,
     CampaignFileError,
     CampaignOptions,
+    CampaignRow,
     CampaignRunner,
     CampaignState,
     CampaignStateError,
@@ -236,7 +237,7 @@ def _campaign(args: argparse.Namespace) -> int:
         print(
             f"campaign {source}: {len(campaign.rows)} numbers: {len(plan['done'])} done, "
             f"{len(plan['in progress'])} in progress, {len(plan['retry'])} to retry, "
-            f"{len(plan['call'])} to call"
+            f"{len(plan['call'])} to call" + _unknown_text(plan)
         )
         print(f"results: {results_path}  state: {state_path}", flush=True)
         try:
@@ -428,6 +429,7 @@ def _print_plan(
         print(
             f"state: {state_path}: {len(plan['done'])} done, {len(plan['in progress'])} in "
             f"progress, {len(plan['retry'])} to retry, {len(plan['call'])} not called yet"
+            + _unknown_text(plan)
         )
     else:
         print(f"state: {state_path} (new campaign)")
@@ -458,6 +460,15 @@ def _print_plan(
         if len(rows) > PLAN_ROWS_SHOWN:
             print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN} more")
     print("\ndry run: nothing was dispatched")
+
+
+def _unknown_text(plan: dict[str, list[CampaignRow]]) -> str:
+    if not plan["unknown"]:
+        return ""
+    return (
+        f", {len(plan['unknown'])} unknown to check (--retry-unknown calls one again only if "
+        "no record and no LiveKit room shows it was called)"
+    )
 
 
 def _window(schedule: Schedule | None, options: CampaignOptions) -> str:
