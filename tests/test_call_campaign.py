@@ -92,7 +92,8 @@ class FakeAgent:
     one repeats); numbers not listed complete. With `worker_settings`, the record is saved
     as the worker saves it (`save_record`: the store those settings name, else their spool);
     `delays[number]` overrides `delay`; with `in_room`, the agent and the callee are in the
-    call's LiveKit room while it lasts, and the dispatch lists the job, as on a server."""
+    call's LiveKit room while it lasts, and the dispatch lists the job, as on a server; with
+    `in_progress_first`, an `in-progress` record is saved when the call starts."""
 
     server: LiveKitServerStandin
     store: CallStore
@@ -101,6 +102,7 @@ class FakeAgent:
     worker_settings: Settings | None = None
     delays: dict[str, float] = field(default_factory=dict)
     in_room: bool = False
+    in_progress_first: bool = False
     dispatches: list[Dispatch] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -135,6 +137,12 @@ class FakeAgent:
             for found in self.server.store.dispatches.values():
                 if found.room == dispatch.room:  # the job the server gave this worker
                     found.state.jobs.append(Job(id=f"AJ_{dispatch.room}", dispatch_id=found.id))
+        if self.in_progress_first and self.worker_settings is not None:
+            under_way = CallRecord(
+                job_id=f"AJ_{dispatch.room}", room=dispatch.room, direction="outbound",
+                started_at=started, outcome=Outcome.IN_PROGRESS,
+            )  # fmt: skip
+            await save_record(under_way, self.worker_settings)
         await asyncio.sleep(self.delays.get(dispatch.number, self.delay))
         code, status = SIP_STATUS.get(outcome, (None, ""))
         answered = outcome not in SIP_STATUS
@@ -326,6 +334,25 @@ async def test_call_wait_prints_the_outcome(
     assert result.code == 1
     assert "outcome     busy" in result.out
     assert "SIP status  486 Busy Here" in result.out
+
+
+@pytest.mark.parametrize("worker_store", ["reachable", "down"])
+async def test_call_wait_prints_the_final_outcome_from_the_store_or_the_spool(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    worker_store: str,
+) -> None:
+    """The worker saves an `in-progress` record when the call starts and the final one at
+    the end, to its store or, when that is down, to its spool: `call --wait` waits for the
+    final one, wherever it is."""
+    worker = read_settings() if worker_store == "reachable" else worker_without_store()
+    FakeAgent(
+        livekit_server, store, delay=1.5, worker_settings=worker, in_progress_first=True
+    ).start()
+    result = await cli(capsys, "call", "+15105550123", "--wait", "--timeout", "5")
+    assert result.code == 0, result.err
+    assert "outcome     completed" in result.out
 
 
 async def test_call_wait_without_a_record_times_out(

@@ -818,35 +818,41 @@ class CampaignRunner:
                 f"{blocker}; whether they were called cannot be known now"
             )
             return
-        kept = 0
+        kept: Counter[str] = Counter()  # why numbers stay `unknown`
         for room, row in candidates.items():
-            attempt = self.state.rows[row.phone_number].find(room)
-            assert attempt is not None
-            view = views[room]
-            placed = room in self._under_way or view.taken or attempt.seen_taken
-            if placed or attempt.evidence == TAKEN:
-                kept += 1
+            reason = await self._keep_unknown(room, row, views[room])
+            if reason:
+                kept[reason] += 1
                 continue
-            if view.exists:
-                try:
-                    await self._livekit.retire(room)  # type: ignore[union-attr]
-                except LiveKitUnavailable:
-                    kept += 1
-                    continue
             self._finished[UNKNOWN] -= 1
             self._finished += Counter()  # drop zero counts
             self._retries[row.phone_number] = -math.inf
             self._results_dirty = True
-        again = len(candidates) - kept
-        text = f"--retry-unknown: {again} number(s) no channel shows were called: calling again"
-        if kept:
-            text += (
-                f"; {kept} kept unknown: a worker took their calls (LiveKit showed it), so "
-                "they may have been called; their records are probably in the worker's "
-                f"spool ({SPOOL_NAME}): run `python -m telephony calls import-spool` where "
-                "the worker runs, then run this command again"
+        again = len(candidates) - kept.total()
+        parts = [f"calling {again} unknown number(s) again: no channel shows they were called"]
+        parts += [f"{count} kept unknown: {reason}" for reason, count in kept.items()]
+        self.reporter.note("--retry-unknown: " + "; ".join(parts))
+
+    async def _keep_unknown(self, room: str, row: CampaignRow, view: RoomView) -> str:
+        """Why an `unknown` call may have been placed ('' when nothing says so); an empty
+        room whose job no worker took is deleted first, so none can take it later."""
+        attempt = self._attempt(room, row)
+        if room in self._under_way:
+            return "their record says the call is under way"
+        if view.taken or attempt.seen_taken or attempt.evidence == TAKEN:
+            return (
+                "a worker took their calls (LiveKit showed it), so they may have been called; "
+                f"their records are probably in the worker's spool ({SPOOL_NAME}): run "
+                "`python -m telephony calls import-spool` where the worker runs, then run "
+                "this command again"
             )
-        self.reporter.note(text)
+        if view.exists:
+            assert self._livekit is not None
+            try:
+                await self._livekit.retire(room)
+            except LiveKitUnavailable as e:
+                return f"their LiveKit room could not be deleted ({e})"
+        return ""
 
     async def _look(
         self, rooms: Collection[str], since: float
