@@ -803,12 +803,12 @@ async def test_worker_store_down_campaign_reads_the_spool_and_its_advice_never_c
     names the spool, and following whatever it prints dials nobody twice."""
     listed = numbers(10)
     source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in listed)])
-    long_calls = dict.fromkeys(listed[:3], 1.0)  # still going at the call timeout
+    long_calls = dict.fromkeys(listed[:3], 2.0)  # still going at the call timeout
     agent = FakeAgent(
         livekit_server, store, delay=0.05, worker_settings=worker_without_store(),
         delays=long_calls, in_room=True,
     ).start()  # fmt: skip
-    args = ("campaign", str(source), "--call-timeout", "0.4", "--poll-interval", "0.05")
+    args = ("campaign", str(source), "--call-timeout", "1", "--poll-interval", "0.05")
     args += ("--rate", "50", "--concurrency", "10")
 
     runs = [await cli(capsys, *args)]
