@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -137,16 +138,18 @@ class FakeAgent:
             for found in self.server.store.dispatches.values():
                 if found.room == dispatch.room:  # the job the server gave this worker
                     found.state.jobs.append(Job(id=f"AJ_{dispatch.room}", dispatch_id=found.id))
+        record_id = uuid.uuid4().hex  # the in-progress record is completed in place
         if self.in_progress_first and self.worker_settings is not None:
             under_way = CallRecord(
-                job_id=f"AJ_{dispatch.room}", room=dispatch.room, direction="outbound",
-                started_at=started, outcome=Outcome.IN_PROGRESS,
+                record_id=record_id, job_id=f"AJ_{dispatch.room}", room=dispatch.room,
+                direction="outbound", started_at=started, outcome=Outcome.IN_PROGRESS,
             )  # fmt: skip
             await save_record(under_way, self.worker_settings)
         await asyncio.sleep(self.delays.get(dispatch.number, self.delay))
         code, status = SIP_STATUS.get(outcome, (None, ""))
         answered = outcome not in SIP_STATUS
         record = CallRecord(
+            record_id=record_id,
             job_id=f"AJ_{dispatch.room}",
             room=dispatch.room,
             direction="outbound",

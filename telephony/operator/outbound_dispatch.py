@@ -358,10 +358,14 @@ class RecordFinder:
 
     def _find(self, rooms: set[str], since: float) -> dict[str, CallResult]:
         found: dict[str, CallResult] = {}
-        # Oldest first, so that if a room somehow has two records the latest one wins.
+        # Oldest first, so that if a room somehow has two records the latest one wins;
+        # but an in-progress record never hides a finished one.
         for record in reversed(self.store.list(since=since, limit=None)):
             if record.room in rooms:
-                found[record.room] = CallResult.from_record(record)
+                result = CallResult.from_record(record)
+                earlier = found.get(record.room)
+                if earlier is None or earlier.in_progress or not result.in_progress:
+                    found[record.room] = result
         return found
 
     def _from_spool(self, rooms: set[str]) -> dict[str, CallResult]:
