@@ -79,15 +79,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Resumable: every step is written to a state file (default FILE.campaign.jsonl)\n"
             "before it happens. Stop it (Ctrl-C, exit 130) and run the same command again: rows\n"
             "with an outcome are skipped and calls that were in progress are looked up by room,\n"
-            "never dialed twice. A call's record is looked for in the store and in the worker's\n"
-            f"spool ({SPOOL_NAME}); one with no record ('unknown') is never redialed, unless\n"
-            "--retry-unknown and no record or LiveKit room shows it was placed.\n"
-            "Results (default FILE.results.csv): the input columns plus\n"
+            "never dialed twice. A call's record is looked for in the store and in the\n"
+            f"worker's spool ({SPOOL_NAME}); a call with none is waited\n"
+            "for while LiveKit shows someone in its room, then ends 'unknown': never\n"
+            "redialed, unless --retry-unknown and no record or LiveKit room shows it was\n"
+            "placed. Results (default FILE.results.csv): the input columns plus\n"
             f"{', '.join(RESULT_COLUMNS)}; outcome is empty until final.\n"
             "\n"
             "Exit 0 when every row has a final outcome (whatever it is), 1 when dispatching had\n"
             "to stop (LiveKit refused or failed: run again to resume), 2 for an unusable file\n"
-            "or options (no valid row, not UTF-8, no phone_number column), 130 on Ctrl-C."
+            "or options (no valid row, not UTF-8, a malformed CSV row, over 20 MB or 100,000\n"
+            "rows, no phone_number column), 130 on Ctrl-C."
         ),
         examples=[
             f"{P} contacts.csv --dry-run",
