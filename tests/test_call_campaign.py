@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -23,6 +24,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from livekit.protocol.agent import Job
+from livekit.protocol.models import ParticipantInfo
 
 from telephony.devtools.standins.livekit_server import (
     LiveKitServerStandin,
@@ -38,8 +42,11 @@ from telephony.devtools.standins.livekit_server import (
     twirp_error,
 )
 from telephony.domain.business_hours import Schedule
-from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
+from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, Settings, read_settings
 from telephony.operator.campaign import (
+    NO_ROOM,
+    TAKEN,
+    UNKNOWN,
     CampaignOptions,
     CampaignRunner,
     CampaignState,
@@ -48,9 +55,18 @@ from telephony.operator.campaign import (
 )
 from telephony.operator.cli import main
 from telephony.operator.cli.campaign import ConsoleReporter
-from telephony.operator.outbound_dispatch import CallResult, LiveKitDispatcher, RecordFinder
+from telephony.operator.outbound_dispatch import (
+    ABSENT,
+    CallResult,
+    LiveKitDispatcher,
+    LiveKitUnavailable,
+    RecordFinder,
+    RoomView,
+)
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.store import CallStore, database_url
+from telephony.records.saving import save_record
+from telephony.records.spool import read_spool, spool_path
+from telephony.records.store import CallStore, StoreError, database_url
 
 SIP_STATUS = {
     Outcome.BUSY: (486, "Busy Here"),
@@ -75,12 +91,20 @@ class FakeAgent:
     """Answers CreateDispatch like a worker: after `delay`, saves the call's record.
 
     `outcomes[number]` lists the outcome of each successive call to that number (the last
-    one repeats); numbers not listed complete."""
+    one repeats); numbers not listed complete. With `worker_settings`, the record is saved
+    as the worker saves it (`save_record`: the store those settings name, else their spool);
+    `delays[number]` overrides `delay`; with `in_room`, the agent and the callee are in the
+    call's LiveKit room while it lasts, and the dispatch lists the job, as on a server; with
+    `in_progress_first`, an `in-progress` record is saved when the call starts."""
 
     server: LiveKitServerStandin
     store: CallStore
     outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     delay: float = 0.2
+    worker_settings: Settings | None = None
+    delays: dict[str, float] = field(default_factory=dict)
+    in_room: bool = False
+    in_progress_first: bool = False
     dispatches: list[Dispatch] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -97,6 +121,13 @@ class FakeAgent:
         planned = self.outcomes.get(number, [Outcome.COMPLETED])
         earlier = sum(1 for d in self.dispatches if d.number == number) - 1
         outcome = planned[min(earlier, len(planned) - 1)]
+        if self.in_room:  # the agent joins and dials at once
+            for identity, kind in (
+                ("agent", ParticipantInfo.AGENT),
+                ("callee", ParticipantInfo.SIP),
+            ):
+                info = ParticipantInfo(identity=identity, kind=kind, state=ParticipantInfo.ACTIVE)
+                self.server.store.add_participant(req.room, info)  # type: ignore[attr-defined]
         task = asyncio.get_running_loop().create_task(self._finish(dispatch, req, outcome))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -104,10 +135,22 @@ class FakeAgent:
 
     async def _finish(self, dispatch: Dispatch, req: object, outcome: Outcome) -> None:
         started = time.time()
-        await asyncio.sleep(self.delay)
+        if self.in_room:
+            for found in self.server.store.dispatches.values():
+                if found.room == dispatch.room:  # the job the server gave this worker
+                    found.state.jobs.append(Job(id=f"AJ_{dispatch.room}", dispatch_id=found.id))
+        record_id = uuid.uuid4().hex  # the in-progress record is completed in place
+        if self.in_progress_first and self.worker_settings is not None:
+            under_way = CallRecord(
+                record_id=record_id, job_id=f"AJ_{dispatch.room}", room=dispatch.room,
+                direction="outbound", started_at=started, outcome=Outcome.IN_PROGRESS,
+            )  # fmt: skip
+            await save_record(under_way, self.worker_settings)
+        await asyncio.sleep(self.delays.get(dispatch.number, self.delay))
         code, status = SIP_STATUS.get(outcome, (None, ""))
         answered = outcome not in SIP_STATUS
         record = CallRecord(
+            record_id=record_id,
             job_id=f"AJ_{dispatch.room}",
             room=dispatch.room,
             direction="outbound",
@@ -121,6 +164,11 @@ class FakeAgent:
             sip_status_code=code,
             sip_status=status,
         )
+        if self.in_room:  # the call ends: everybody leaves (the room stays a while)
+            self.server.store.participants.pop(dispatch.room, None)
+        if self.worker_settings is not None:
+            await save_record(record, self.worker_settings)
+            return
         # Saved on the loop, blocking it: no request can be received between the commit
         # and `saved_at`, so the in-progress intervals below are exact.
         self.store.save(record)
@@ -293,6 +341,25 @@ async def test_call_wait_prints_the_outcome(
     assert "SIP status  486 Busy Here" in result.out
 
 
+@pytest.mark.parametrize("worker_store", ["reachable", "down"])
+async def test_call_wait_prints_the_final_outcome_from_the_store_or_the_spool(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    worker_store: str,
+) -> None:
+    """The worker saves an `in-progress` record when the call starts and the final one at
+    the end, to its store or, when that is down, to its spool: `call --wait` waits for the
+    final one, wherever it is."""
+    worker = read_settings() if worker_store == "reachable" else worker_without_store()
+    FakeAgent(
+        livekit_server, store, delay=1.5, worker_settings=worker, in_progress_first=True
+    ).start()
+    result = await cli(capsys, "call", "+15105550123", "--wait", "--timeout", "5")
+    assert result.code == 0, result.err
+    assert "outcome     completed" in result.out
+
+
 async def test_call_wait_without_a_record_times_out(
     livekit_server: LiveKitServerStandin, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -434,6 +501,59 @@ async def test_campaign_refuses_an_unusable_file(
         assert "Traceback" not in result.err
     assert livekit_server.requests == []
     assert not (tmp_path / "list.campaign.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # An unterminated quote used to swallow the next row: "1 number(s), 0 skipped".
+        (
+            b'phone_number,name\n+15105550101,"Ada\n+15105550102,Grace\n',
+            'line 2: not valid CSV: a quote (") opened on this line is never closed',
+        ),
+        # A stray quote closed further down merged the rows in between.
+        (
+            b'phone_number,name\n+15105550101,"Ada\n+15105550102,Grace"\n+15105550103,Alan\n',
+            "line 2: a quoted value runs on to line 3",
+        ),
+        (b'phone_number,name\n+15105550101,"Ada"x\n', "line 2: not valid CSV"),
+        (b"phone_number,note\n+15105550101," + b"x" * 10_001 + b"\n", "line 2: a value of"),
+    ],
+)
+async def test_campaign_refuses_a_malformed_csv_row_with_its_line_never_merging_rows(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    content: bytes,
+    message: str,
+) -> None:
+    source = tmp_path / "list.csv"
+    source.write_bytes(content)
+    for extra in (["--dry-run"], []):
+        result = await cli(capsys, "campaign", str(source), *extra)
+        assert result.code == 2, result.out
+        assert f"{source} {message}" in result.err
+        assert "nothing was called" in result.err
+        assert "Traceback" not in result.err
+        assert "number(s)" not in result.out
+    assert livekit_server.requests == []
+
+
+async def test_campaign_input_file_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import telephony.operator.campaign as campaign_module
+
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in numbers(5))])
+    monkeypatch.setattr(campaign_module, "MAX_CAMPAIGN_ROWS", 3)
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+    assert result.code == 2
+    assert f"{source} line 5: more than 3 rows: split the file" in result.err
+
+    monkeypatch.setattr(campaign_module, "MAX_CAMPAIGN_BYTES", 50)
+    result = await cli(capsys, "campaign", str(source), "--dry-run")
+    assert result.code == 2
+    assert f"{source} has 84 bytes, over the 50 a campaign file may have" in result.err
 
 
 async def test_campaign_missing_file_and_bad_options(
@@ -636,7 +756,10 @@ async def test_campaign_call_without_a_record_ends_unknown_and_is_not_redialed(
     result = await cli(capsys, *args)  # no agent: the dispatch is never taken
     assert result.code == 1, result.err
     row = read_results(tmp_path / "list.results.csv")[number]
-    assert (row["outcome"], row["error"]) == ("unknown", "no call record within 0.3 s")
+    assert (row["outcome"], row["error"]) == (
+        "unknown",
+        "no call record within 0.3 s (no worker took the call: it was never placed)",
+    )
 
     # Its record turns up after all (a long call): the next run takes it, dials no one.
     [request] = livekit_server.calls("CreateDispatch")
@@ -688,12 +811,198 @@ async def test_retry_unknown_calls_the_unknown_numbers_again_once_a_worker_runs(
     assert again.code == 0, again.err
     assert len(livekit_server.calls("CreateDispatch")) == 1
 
+    plan = await cli(capsys, *args, "--retry-unknown", "--dry-run")
+    assert "0 not called yet, 1 unknown to check (--retry-unknown calls one again only" in plan.out
     agent = FakeAgent(livekit_server, store, delay=0.05).start()
     retried = await cli(capsys, *args, "--retry-unknown")
     assert retried.code == 0, retried.err
     assert agent.count() == {number: 1}
     row = read_results(tmp_path / "list.results.csv")[number]
     assert (row["outcome"], row["attempts"]) == ("completed", "2")
+    # The first room (and its dispatch) was deleted before the number was called again, so
+    # a worker starting late cannot take the old job as well.
+    first_room = livekit_server.calls("CreateDispatch")[0].request.room  # type: ignore[attr-defined]
+    [deleted] = livekit_server.calls("DeleteRoom")
+    assert deleted.request.room == first_room  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ campaign: never twice
+
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/unreachable"
+
+
+def worker_without_store(**changes: object) -> Settings:
+    """A worker's settings whose store cannot be reached: its records go to its spool."""
+    return dataclasses.replace(read_settings(), database_url=UNREACHABLE_DATABASE, **changes)  # type: ignore[arg-type]
+
+
+async def test_worker_store_down_campaign_reads_the_spool_and_its_advice_never_calls_twice(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    """Issue 19: the worker could not reach the database, so its records went to the spool;
+    the campaign ended them `unknown`, blamed a missing worker and advised --retry-unknown,
+    which called 3 of 10 people again. Now the spool's records are outcomes, the message
+    names the spool, and following whatever it prints dials nobody twice."""
+    listed = numbers(10)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in listed)])
+    long_calls = dict.fromkeys(listed[:3], 2.0)  # still going at the call timeout
+    agent = FakeAgent(
+        livekit_server, store, delay=0.05, worker_settings=worker_without_store(),
+        delays=long_calls, in_room=True,
+    ).start()  # fmt: skip
+    args = ("campaign", str(source), "--call-timeout", "1", "--poll-interval", "0.05")
+    args += ("--rate", "50", "--concurrency", "10")
+
+    runs = [await cli(capsys, *args)]
+    while "--retry-unknown" in runs[-1].err and len(runs) < 4:  # the advice, as printed
+        runs.append(await cli(capsys, *args, "--retry-unknown"))
+    await agent.settle()
+    imported = await cli(capsys, "calls", "import-spool")  # the other advice
+    again = await cli(capsys, *args, "--retry-unknown")
+
+    assert agent.count() == dict.fromkeys(listed, 1), [r.err for r in runs]
+    assert runs[0].code == 0, runs[0].err
+    assert "read from the worker's spool" in runs[0].out
+    assert "python -m telephony calls import-spool" in runs[0].out
+    assert "imported 10 call record(s)" in imported.out
+    assert again.code == 0, again.err
+    results = read_results(tmp_path / "list.results.csv")
+    assert {n: r["outcome"] for n, r in results.items()} == dict.fromkeys(listed, "completed")
+
+
+async def test_unknown_calls_a_worker_took_are_never_redialed_and_the_spool_is_named_first(
+    livekit_server: LiveKitServerStandin,
+    capsys: pytest.CaptureFixture[str],
+    store: CallStore,
+    tmp_path: Path,
+) -> None:
+    """The worker runs on another machine and cannot reach the store: its records are in a
+    spool this campaign cannot see. LiveKit showed the worker taking the calls, so they end
+    `unknown` but are never called again, and the message puts the spool first."""
+    listed = numbers(2)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], *([n] for n in listed)])
+    worker = worker_without_store(call_records_path=tmp_path / "worker-host" / "calls.sqlite3")
+    agent = FakeAgent(
+        livekit_server, store, delay=0.1, worker_settings=worker, in_room=True
+    ).start()
+    args = ("campaign", str(source), "--call-timeout", "0.4", "--poll-interval", "0.05")
+    args += ("--concurrency", "1")
+
+    first = await cli(capsys, *args)
+    assert first.code == 1
+    spool_cause = first.err.index("the worker cannot reach the call records store")
+    worker_cause = first.err.index("no worker is running under the agent name")
+    assert "1. the worker cannot reach" in first.err and spool_cause < worker_cause
+    assert "`python -m telephony calls import-spool` on the worker's machine" in first.err
+    assert "LiveKit showed a worker taking 1 of these calls" in first.err
+    assert "(0 of these 1 call(s) are known never to have been placed)" in first.err
+    assert agent.count() == {listed[0]: 1}
+
+    # Followed before the spool is imported: the unknown number is not called again.
+    second = await cli(capsys, *args, "--retry-unknown")
+    assert "1 kept unknown: a worker took their calls" in second.out
+    assert agent.count() == dict.fromkeys(listed, 1)
+    results = read_results(tmp_path / "list.results.csv")
+    assert {r["outcome"] for r in results.values()} == {"unknown"}
+    assert all("a worker took the call" in r["error"] for r in results.values())
+
+    # The spool imported where the worker runs: the outcomes come in, still nobody redialed.
+    await agent.settle()
+    for line in read_spool(spool_path(worker)):
+        store.save(CallRecord.from_dict(line.record or {}))
+    third = await cli(capsys, *args, "--retry-unknown")
+    assert third.code == 0, third.err
+    assert agent.count() == dict.fromkeys(listed, 1)
+    results = read_results(tmp_path / "list.results.csv")
+    assert {r["outcome"] for r in results.values()} == {"completed"}
+
+
+@dataclass
+class FakeLiveKit:
+    views: dict[str, RoomView] = field(default_factory=dict)
+    down: bool = False
+    retired: list[str] = field(default_factory=list)
+
+    async def rooms(self, rooms: Sequence[str], *, jobs: bool = False) -> dict[str, RoomView]:
+        if self.down:
+            raise LiveKitUnavailable("LiveKit at ws://lk did not answer within 10 s")
+        return {room: self.views.get(room, ABSENT) for room in rooms}
+
+    async def retire(self, room: str) -> None:
+        self.retired.append(room)
+
+
+def result_of(room: str, outcome: str, source: str = "store") -> CallResult:
+    return CallResult(f"rec-{room}", room, outcome, 1.0, None, "", "", time.time(), source)
+
+
+@pytest.mark.parametrize(
+    ("case", "evidence", "view", "record", "trouble", "redialed"),
+    [
+        ("nothing anywhere: never placed", NO_ROOM, ABSENT, None, "", True),
+        ("an empty room whose job nobody took", "", RoomView(0), None, "", True),
+        ("someone in the room", NO_ROOM, RoomView(2), None, "", False),
+        ("a job given to a worker", NO_ROOM, RoomView(0, jobs=1), None, "", False),
+        ("a worker seen taking it earlier", TAKEN, ABSENT, None, "", False),
+        ("an in-progress record in the spool", NO_ROOM, ABSENT, "in-progress", "", False),
+        ("a final record after all", NO_ROOM, ABSENT, "voicemail", "", False),
+        ("the store cannot be read", NO_ROOM, ABSENT, None, "store", False),
+        ("a spool line cannot be read", NO_ROOM, ABSENT, None, "spool", False),
+        ("LiveKit cannot be asked", NO_ROOM, ABSENT, None, "livekit", False),
+    ],
+)
+async def test_retry_unknown_redials_only_numbers_no_channel_shows_were_called(
+    tmp_path: Path,
+    case: str,
+    evidence: str,
+    view: RoomView,
+    record: str | None,
+    trouble: str,
+    redialed: bool,
+) -> None:
+    [number] = numbers(1)
+    source = write_csv(tmp_path / "list.csv", [["phone_number"], [number]])
+    old_room, at = "outbound-old", time.time() - 60
+    state = CampaignState.open(tmp_path / "list.campaign.jsonl", source=source)
+    state.dispatching(number, 2, 1, old_room, at)
+    state.dispatched(number, old_room, "AD_1", at)
+    state.finished(number, old_room, UNKNOWN, at, error="no call record", evidence=evidence)
+    dialed: list[str] = []
+
+    async def dispatch(room: str, metadata: str) -> str:
+        dialed.append(room)
+        return "AD_2"
+
+    async def lookup(rooms: Sequence[str], since: float) -> dict[str, CallResult]:
+        if trouble == "store":
+            raise StoreError("cannot reach the database")
+        found = {room: result_of(room, "completed") for room in rooms if room in dialed}
+        if record and old_room in rooms:
+            found[old_room] = result_of(old_room, record, "spool")
+        return found
+
+    livekit = FakeLiveKit({old_room: view}, down=trouble == "livekit")
+    notes = Notes()
+    runner = CampaignRunner(
+        read_campaign_file(source), state,
+        CampaignOptions(retry_unknown=True, poll_interval=0.01, rate=100),
+        dispatch=dispatch, lookup=lookup, livekit=livekit, reporter=notes,
+        spool_problem=lambda: "1 line(s) of the spool cannot be read" if trouble == "spool" else "",
+    )  # fmt: skip
+    with state:
+        await runner.run()
+
+    assert bool(dialed) is redialed, (case, notes.lines)
+    outcome = CampaignState.read(state.path).rows[number].last.outcome  # type: ignore[union-attr]
+    assert outcome == (
+        "completed" if redialed else record if record and record != "in-progress" else UNKNOWN
+    )
+    assert livekit.retired == ([old_room] if redialed and view.exists else [])
+    if not redialed and not record:
+        assert any("not called again" in n or "kept unknown" in n for n in notes.lines), notes.lines
 
 
 async def test_many_rows_failing_the_same_way_print_a_few_lines_and_a_count(

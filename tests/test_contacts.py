@@ -424,3 +424,16 @@ def test_check_contacts_settings(tmp_path):
 async def test_import_lookup_callable_object_with_async_call():
     lookup = import_lookup("tests.test_contacts:async_callable")
     assert await look_up_caller(lookup, ADA) == {"name": "Callable Object"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('phone_number,name\n+15105550101,"Ada\n+15105550102,Grace\n', "line 2: not valid CSV"),
+        ('phone_number,name\n+15105550101,"Ada"x\n+15105550102,Grace\n', "line 2: not valid CSV"),
+    ],
+)
+def test_csv_malformed_row_is_refused_with_its_line_never_merged(tmp_path, text, message):
+    path = write(tmp_path, "contacts.csv", text)
+    with pytest.raises(ContactsError, match=f"^CONTACTS_FILE .*contacts.csv {message}"):
+        load_contacts(path)

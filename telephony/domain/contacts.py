@@ -18,16 +18,15 @@ after a short timeout: a slow or broken lookup costs the caller their name, not 
 from __future__ import annotations
 
 import asyncio
-import csv
 import importlib
 import inspect
-import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.paths import PROJECT_ROOT
 from telephony.domain.phone_numbers import InvalidDestination, human_number, is_e164, mask_number
 
@@ -126,16 +125,13 @@ def _read_text(path: Path, shown: str) -> str:
 
 
 def _parse_csv(text: str, shown: str) -> dict[str, dict[str, str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
     contacts: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
     header: list[str] | None = None
-    line = 1  # the physical line the next record starts on
     try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines, before or after the header
+        # Strict: an unclosed quote is refused, not merged with the rows after it. Quoted
+        # values may hold line breaks here (a name or a note over two lines).
+        for start, row in csv_records(text, line_breaks=True):
             if header is None:
                 header = [cell.strip().lower() for cell in row]
                 if NUMBER_FIELD not in header:
@@ -161,8 +157,8 @@ def _parse_csv(text: str, shown: str) -> dict[str, dict[str, str]]:
             number = _number(values.get(NUMBER_FIELD, ""), where)
             fields = _fields(((k, v) for k, v in values.items() if k), where)
             _add(contacts, seen, number, fields, where, f"line {start}")
-    except csv.Error as e:
-        raise ContactsError(f"CONTACTS_FILE {shown} line {reader.line_num}: {e}") from e
+    except CsvFormatError as e:
+        raise ContactsError(f"CONTACTS_FILE {shown} {e}") from None
     return contacts
 
 

@@ -4,7 +4,8 @@ The scheduling is here, as plain async code with its clock, its dispatcher and i
 lookup passed in (`python -m telephony campaign` wires the real ones; tests pass fakes):
 
 - at most `concurrency` calls in progress at once: a call is in progress from its dispatch
-  until its record appears in the call records store, or `call_timeout` passes (`unknown`);
+  until its record appears (in the call records store or the worker's local spool), or
+  `call_timeout` passes with no record and nobody in its LiveKit room (`unknown`);
 - at most `rate` dispatches per second, measured where the server receives them: the next
   request leaves 1/rate after the previous one was *answered*, so whatever the network
   does, two requests cannot arrive closer than 1/rate;
@@ -17,6 +18,13 @@ Crash safety: a journal (JSON lines, appended and fsynced) records each step, an
 with a final outcome is done; one whose last attempt was (or may have been) sent is waited
 for by its room, never dialed again blindly; a torn last line (a crash mid-write) was never
 acknowledged, so its request was never sent, and it is dropped.
+
+Nobody is called twice, whatever the operator does next: an outcome is never taken from one
+channel alone. A call's record is looked for in the store and in the spool (where the worker
+keeps records the store would not take); LiveKit's view of its room (someone in it, a worker
+given its job) is watched while it is in progress and asked again before it ends `unknown`.
+`--retry-unknown` calls a number again only when every channel says its call was never
+placed (see `_requeue_unknown`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -37,17 +44,21 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from telephony.domain.business_hours import Schedule
+from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, normalize_number, require_e164
 from telephony.domain.spreadsheet import SafeCsvWriter
 from telephony.operator.outbound_dispatch import (
     CallResult,
     DispatchError,
+    LiveKitUnavailable,
+    RoomView,
     dial_metadata,
     new_room_name,
     span_text,
 )
 from telephony.records.model import Outcome
+from telephony.records.spool import SPOOL_NAME
 from telephony.records.store import StoreError
 
 try:  # POSIX: one run per state file at a time
@@ -56,6 +67,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 PHONE_COLUMN = "phone_number"
+# Bounds on the input file (a larger list is split into several campaigns).
+MAX_CAMPAIGN_BYTES = 20 * 10**6
+MAX_CAMPAIGN_ROWS = 100_000
 ROW_NOTES_SHOWN = 10  # per-row problems printed during a run before only counting them
 # Outcomes a campaign adds to the call records' own.
 UNKNOWN = "unknown"  # no record within the call timeout: never dialed again automatically
@@ -63,6 +77,14 @@ DISPATCH_FAILED = "dispatch-failed"  # LiveKit refused the dispatch: nothing was
 RETRY_OUTCOMES = frozenset({Outcome.BUSY.value, Outcome.NO_ANSWER.value})
 RESULT_COLUMNS = ("outcome", "attempts", "last_room", "sip_status", "record_id", "error")
 STATE_FORMAT_VERSION = 1
+# What LiveKit showed of an `unknown` call's room when it ended so (the journal keeps it):
+TAKEN = "taken"  # a worker took its job / someone was in the room: a call may have been placed
+NOT_TAKEN = "not-taken"  # the room existed, empty, its job never given; the room was deleted
+NO_ROOM = "no-room"  # LiveKit no longer had the room: nobody in a call there now
+UNCHECKED = "unchecked"  # LiveKit could not be asked
+# How often LiveKit is asked about the rooms of calls in progress (one ListRooms request):
+# often enough to see a worker's agent in a room during any call longer than this.
+LIVEKIT_CHECK_INTERVAL = 5.0
 # At most this long between two looks at the clock (progress lines, the calling window).
 MAX_SLEEP_SECONDS = 60.0
 RESULTS_WRITE_INTERVAL = 1.0
@@ -77,8 +99,14 @@ class CampaignStateError(Exception):
 
 
 class NoRecordsComing(Exception):
-    """The first calls of a run all ended with no call record: most likely no worker is
-    running under the agent name, so every further call would end `unknown` too."""
+    """The first calls of a run all ended with no call record (in the store or the spool):
+    most likely no worker is running under the agent name, or its records go somewhere this
+    campaign cannot see; every further call would end `unknown` too. `evidence` counts what
+    LiveKit showed of those calls (TAKEN, NOT_TAKEN, NO_ROOM, UNCHECKED)."""
+
+    def __init__(self, message: str, evidence: Mapping[str, int]) -> None:
+        super().__init__(message)
+        self.evidence = dict(evidence)
 
 
 class CampaignStopped(Exception):
@@ -113,11 +141,18 @@ class CampaignFile:
 def read_campaign_file(path: Path) -> CampaignFile:
     """Read and check a campaign CSV: a header with a `phone_number` column, one row per call.
 
-    Raises CampaignFileError when the file cannot be used at all (unreadable, not UTF-8,
-    empty, no phone_number column). Bad rows (no number, not E.164, a number already on an
+    Raises CampaignFileError when the file cannot be used at all (unreadable, over
+    MAX_CAMPAIGN_BYTES or MAX_CAMPAIGN_ROWS, not UTF-8, a malformed CSV record, empty, no
+    phone_number column). Bad rows (no number, not E.164, a number already on an
     earlier row, more fields than the header) are returned in `skipped` with the reason.
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_CAMPAIGN_BYTES:
+            raise CampaignFileError(
+                f"{path} has {size:,} bytes, over the {MAX_CAMPAIGN_BYTES:,} a campaign file "
+                "may have: split it into several campaigns"
+            )
         raw = path.read_bytes()
     except OSError as e:
         raise CampaignFileError(f"cannot read {path}: {e.strerror or e}") from None
@@ -194,22 +229,17 @@ def read_campaign_file(path: Path) -> CampaignFile:
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """(the line a record starts on, its fields), skipping blank lines (and lines of
-    empty fields)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    end = 0
+    """(the line a record starts on, its fields), skipping blank lines; a malformed record
+    (a stray quote, a value over lines) refuses the whole file: its rows cannot be told
+    apart, so none is called rather than two merged into one."""
+    records = csv_records(text, max_rows=MAX_CAMPAIGN_ROWS)
     while True:
         try:
-            record = next(reader)
+            yield next(records)
         except StopIteration:
             return
-        except csv.Error as e:
-            raise CampaignFileError(
-                f"{path} line {reader.line_num}: not readable as CSV ({e})"
-            ) from None
-        start, end = end + 1, reader.line_num
-        if any(cell.strip() for cell in record):
-            yield start, record
+        except CsvFormatError as e:
+            raise CampaignFileError(f"{path} {e}; fix the file (nothing was called)") from None
 
 
 def _phone_column(path: Path, columns: tuple[str, ...]) -> int:
@@ -249,6 +279,8 @@ class Attempt:
     record_id: str = ""
     sip_status: str = ""
     error: str = ""
+    evidence: str = ""  # for `unknown`: what LiveKit showed then (TAKEN, NOT_TAKEN...)
+    seen_taken: bool = False  # LiveKit showed someone in its room / a record said under way
 
 
 @dataclass
@@ -272,8 +304,12 @@ class CampaignState:
          "room": "outbound-...", "at": ...}
         {"event": "dispatched", "number": ..., "room": ..., "dispatch_id": "AD_...", "at": ...}
         {"event": "not-sent", "number": ..., "room": ..., "error": "...", "at": ...}
+        {"event": "seen", "number": ..., "room": ..., "at": ...}
         {"event": "outcome", "number": ..., "room": ..., "outcome": "busy", "record_id": ...,
-         "sip_status": "486 Busy Here", "error": "", "at": ...}
+         "sip_status": "486 Busy Here", "error": "", "at": ...[, "evidence": "taken"]}
+
+    "seen": LiveKit showed someone in the room (or a record said the call was under way), so
+    a call may have been placed: such an attempt is never followed by a blind redial.
 
     An attempt is in progress from its "dispatching" line until its "outcome" line; a
     "not-sent" line withdraws it (the request certainly never reached LiveKit). A later
@@ -358,6 +394,9 @@ class CampaignState:
         event = {"event": "dispatched", "number": number, "room": room}
         self._write(event | {"dispatch_id": dispatch_id, "at": at})
 
+    def seen(self, number: str, room: str, at: float) -> None:
+        self._write({"event": "seen", "number": number, "room": room, "at": at})
+
     def not_sent(self, number: str, room: str, error: str, at: float) -> None:
         self._write({"event": "not-sent", "number": number, "room": room, "error": error, "at": at})
 
@@ -370,19 +409,19 @@ class CampaignState:
         *,
         result: CallResult | None = None,
         error: str = "",
+        evidence: str = "",
     ) -> None:
-        self._write(
-            {
-                "event": "outcome",
-                "number": number,
-                "room": room,
-                "outcome": outcome,
-                "record_id": result.record_id if result else "",
-                "sip_status": result.sip if result else "",
-                "error": (result.error if result else "") or error,
-                "at": at,
-            }
-        )
+        event = {
+            "event": "outcome",
+            "number": number,
+            "room": room,
+            "outcome": outcome,
+            "record_id": result.record_id if result else "",
+            "sip_status": result.sip if result else "",
+            "error": (result.error if result else "") or error,
+            "at": at,
+        }
+        self._write(event | ({"evidence": evidence} if evidence else {}))
 
     def _write(self, event: dict[str, Any]) -> None:
         self._append(event)
@@ -472,12 +511,15 @@ def _apply(rows: dict[str, RowProgress], event: Mapping[str, Any]) -> None:
         attempt.dispatch_id = str(event["dispatch_id"])
     elif kind == "not-sent":
         progress.attempts.remove(attempt)
+    elif kind == "seen":
+        attempt.seen_taken = True
     elif kind == "outcome":
         attempt.outcome = str(event["outcome"])
         attempt.finished_at = float(event["at"])
         attempt.record_id = str(event.get("record_id", ""))
         attempt.sip_status = str(event.get("sip_status", ""))
         attempt.error = str(event.get("error", ""))
+        attempt.evidence = str(event.get("evidence", ""))
     else:
         raise ValueError(f"unknown event {kind!r}")
 
@@ -525,8 +567,22 @@ class SystemClock:
 
 # (room, metadata JSON) -> dispatch id; raises DispatchError when nothing was created.
 Dispatch = Callable[[str, str], Awaitable[str]]
-# (rooms, the earliest dispatch time among them) -> the records found, by room.
+# (rooms, the earliest dispatch time among them) -> the records found, by room (in-progress
+# ones included). Raises StoreError when the store cannot be read; the error's `found`, if
+# any, holds what the other places (the spool) had.
 Lookup = Callable[[Collection[str], float], Awaitable[Mapping[str, CallResult]]]
+
+
+class LiveKitView(Protocol):
+    """LiveKit's side of the calls (LiveKitDispatcher); raises LiveKitUnavailable."""
+
+    async def rooms(self, rooms: Collection[str], *, jobs: bool = False) -> dict[str, RoomView]:
+        """What LiveKit knows of each room now."""
+        ...
+
+    async def retire(self, room: str) -> None:
+        """Delete the room and its dispatch, so that no worker can take it any more."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -590,6 +646,8 @@ class CampaignRunner:
         *,
         dispatch: Dispatch,
         lookup: Lookup,
+        livekit: LiveKitView | None = None,
+        spool_problem: Callable[[], str] | None = None,
         clock: Clock | None = None,
         schedule: Schedule | None = None,
         reporter: Reporter | None = None,
@@ -600,6 +658,9 @@ class CampaignRunner:
         self.options = options
         self._dispatch = dispatch
         self._lookup = lookup
+        # Without a view of LiveKit (tests' fakes), `unknown` is never redialed.
+        self._livekit = livekit
+        self._spool_problem = spool_problem or (lambda: "")
         self.clock = clock or SystemClock()
         self.schedule = None if options.ignore_hours else schedule
         self.reporter = reporter or SilentReporter()
@@ -614,6 +675,12 @@ class CampaignRunner:
         self._next_poll = -math.inf
         self._announced_opening: float | None = None
         self._store_failing = False
+        self._livekit_failing = False
+        self._next_livekit_check = -math.inf
+        self._livekit_wait: dict[str, float] = {}  # room -> next look (someone was in it)
+        self._spool_noted = False
+        self._recheck_complete = False  # the run's first look at `unknown` rows read all
+        self._under_way: set[str] = set()  # `unknown` rooms whose record says in progress
         self._results_written_at = -math.inf
         self._results_dirty = True
         self._results_failing = False
@@ -639,7 +706,7 @@ class CampaignRunner:
         try:
             await self._recheck_unknown()
             if self.options.retry_unknown:
-                self._requeue_unknown()
+                await self._requeue_unknown()
             await self._loop()
         except BaseException:
             self.write_results(force=True)  # what is known so far, on the way out
@@ -689,7 +756,8 @@ class CampaignRunner:
             self._retries[row.phone_number] = last.finished_at + delay
 
     async def _recheck_unknown(self) -> None:
-        """Rows that ended `unknown` in an earlier run: their record may have come since."""
+        """Rows that ended `unknown` in an earlier run: their record may have come since
+        (to the store or the spool)."""
         unknown: dict[str, tuple[CampaignRow, Attempt]] = {}
         for row in self.campaign.rows:
             progress = self.state.rows.get(row.phone_number)
@@ -699,30 +767,113 @@ class CampaignRunner:
         if not unknown:
             return
         since = min(attempt.started_at for _, attempt in unknown.values())
-        try:
-            found = await self._lookup(list(unknown), since)
-        except StoreError as e:
-            self.reporter.note(f"cannot read the call records to recheck unknown calls ({e})")
-            return
+        found, problem = await self._look(list(unknown), since)
+        self._recheck_complete = not problem
+        if problem:
+            self.reporter.note(f"cannot read the call records to recheck unknown calls ({problem})")
         now = self.clock.time()
         for room, result in found.items():
             row, _ = unknown[room]
+            if result.in_progress:  # a record says the call is under way: not final yet
+                self._under_way.add(room)
+                continue
             self._finished[UNKNOWN] -= 1
             self._finished += Counter()  # drop zero counts
             self.state.finished(row.phone_number, room, result.outcome, now, result=result)
             self._place(row)
             self._results_dirty = True
+        self._note_spooled(found.values())
 
-    def _requeue_unknown(self) -> None:
-        """--retry-unknown: rows still `unknown` after the recheck are called again now."""
+    async def _requeue_unknown(self) -> None:
+        """--retry-unknown: call a row that is still `unknown` after the recheck again only
+        when every channel says its call was never placed: no record in the store (read
+        whole) or the spool (every line readable), and LiveKit, asked now, has nobody in its
+        room, and neither now nor earlier showed a worker taking it. A room LiveKit still
+        has is deleted first (with its dispatch), so that no worker can take the old job
+        after the new one. Anything else keeps the row `unknown`: it may have been called."""
+        candidates: dict[str, CampaignRow] = {}
         for row in self.campaign.rows:
             progress = self.state.rows.get(row.phone_number)
             last = progress.last if progress else None
             if last is not None and last.outcome == UNKNOWN:
-                self._finished[UNKNOWN] -= 1
-                self._finished += Counter()  # drop zero counts
-                self._retries[row.phone_number] = -math.inf
-                self._results_dirty = True
+                candidates[last.room] = row
+        if not candidates:
+            return
+        blocker = ""
+        if not self._recheck_complete:
+            blocker = "the call records store could not be read"
+        elif problem := self._spool_problem():
+            blocker = problem
+        elif self._livekit is None:
+            blocker = "LiveKit cannot be asked about their rooms"
+        views: Mapping[str, RoomView] = {}
+        if not blocker:
+            assert self._livekit is not None
+            try:
+                views = await self._livekit.rooms(list(candidates), jobs=True)
+            except LiveKitUnavailable as e:
+                blocker = str(e)
+        if blocker:
+            self.reporter.note(
+                f"--retry-unknown: {len(candidates)} unknown number(s) not called again: "
+                f"{blocker}; whether they were called cannot be known now"
+            )
+            return
+        kept: Counter[str] = Counter()  # why numbers stay `unknown`
+        for room, row in candidates.items():
+            reason = await self._keep_unknown(room, row, views[room])
+            if reason:
+                kept[reason] += 1
+                continue
+            self._finished[UNKNOWN] -= 1
+            self._finished += Counter()  # drop zero counts
+            self._retries[row.phone_number] = -math.inf
+            self._results_dirty = True
+        again = len(candidates) - kept.total()
+        parts = [f"calling {again} unknown number(s) again: no channel shows they were called"]
+        parts += [f"{count} kept unknown: {reason}" for reason, count in kept.items()]
+        self.reporter.note("--retry-unknown: " + "; ".join(parts))
+
+    async def _keep_unknown(self, room: str, row: CampaignRow, view: RoomView) -> str:
+        """Why an `unknown` call may have been placed ('' when nothing says so); an empty
+        room whose job no worker took is deleted first, so none can take it later."""
+        attempt = self._attempt(room, row)
+        if room in self._under_way:
+            return "their record says the call is under way"
+        if view.taken or attempt.seen_taken or attempt.evidence == TAKEN:
+            return (
+                "a worker took their calls (LiveKit showed it), so they may have been called; "
+                f"their records are probably in the worker's spool ({SPOOL_NAME}): run "
+                "`python -m telephony calls import-spool` where the worker runs, then run "
+                "this command again"
+            )
+        if view.exists:
+            assert self._livekit is not None
+            try:
+                await self._livekit.retire(room)
+            except LiveKitUnavailable as e:
+                return f"their LiveKit room could not be deleted ({e})"
+        return ""
+
+    async def _look(
+        self, rooms: Collection[str], since: float
+    ) -> tuple[dict[str, CallResult], str]:
+        """The records found for these rooms, and why the look was incomplete ('' if not):
+        what the spool had still counts when the store cannot be read."""
+        try:
+            return dict(await self._lookup(rooms, since)), ""
+        except StoreError as e:
+            return dict(getattr(e, "found", {})), str(e)
+
+    def _note_spooled(self, results: Collection[CallResult]) -> None:
+        if self._spool_noted or not any(r.source == "spool" for r in results):
+            return
+        self._spool_noted = True
+        self.reporter.note(
+            f"call records are being read from the worker's spool ({SPOOL_NAME}): the worker "
+            "cannot reach the call records store; once it can, load them with "
+            "`python -m telephony calls import-spool`"
+        )
 
     def _note_row(self, text: str) -> None:
         """A per-row problem: the first few on the console, then only a count at the end
@@ -841,56 +992,134 @@ class CampaignRunner:
     async def _poll(self) -> None:
         pending = dict(self._pending)
         since = min(self._started_at(room, row) for room, row in pending.items())
-        try:
-            found = await self._lookup(list(pending), since)
-        except StoreError as e:
-            if not self._store_failing:
-                self.reporter.note(f"cannot read the call records ({e}); retrying")
-            self._store_failing = True
-            return  # no time-outs while we cannot look
-        if self._store_failing:
+        found, problem = await self._look(list(pending), since)
+        if problem and not self._store_failing:
+            self.reporter.note(f"cannot read the call records ({problem}); retrying")
+        elif self._store_failing and not problem:
             self.reporter.note("the call records can be read again")
-            self._store_failing = False
+        self._store_failing = bool(problem)
+        self._note_spooled(found.values())
         now = self.clock.time()
         self._records_this_run += len(found)
+        await self._watch_livekit(pending, found, now)
+        timed_out: list[str] = []
         for room, row in pending.items():
             result = found.get(room)
-            if result is not None:
+            if result is not None and not result.in_progress:
                 self.state.finished(row.phone_number, room, result.outcome, now, result=result)
-            elif now - self._started_at(room, row) >= self.options.call_timeout:
-                if not self._records_this_run:
-                    self._stop_without_records(pending, now)
-                self.state.finished(
-                    row.phone_number,
-                    room,
-                    UNKNOWN,
-                    now,
-                    error=f"no call record within {span_text(self.options.call_timeout)}",
-                )
-            else:
-                continue
-            del self._pending[room]
-            self._place(row)
-            self._results_dirty = True
-
-    def _stop_without_records(self, pending: Mapping[str, CampaignRow], now: float) -> None:
-        """The first calls of this run found no record in their whole call timeout: stop
-        before every other number ends `unknown` the same way. The calls that timed out end
-        `unknown` (never dialed again unless asked: --retry-unknown); the rest stay in
-        progress, and the next run waits for their records."""
-        timed_out = 0
-        for room, row in pending.items():
-            if now - self._started_at(room, row) >= self.options.call_timeout:
-                timed_out += 1
-                error = f"no call record within {span_text(self.options.call_timeout)}"
-                self.state.finished(row.phone_number, room, UNKNOWN, now, error=error)
                 del self._pending[room]
                 self._place(row)
+                self._results_dirty = True
+            elif problem:
+                continue  # no time-outs while we cannot look everywhere
+            elif now - self._started_at(room, row) >= self.options.call_timeout and (
+                now >= self._livekit_wait.get(room, -math.inf)
+            ):
+                timed_out.append(room)
+        if timed_out:
+            await self._time_out(timed_out, found, now)
+
+    async def _watch_livekit(
+        self, pending: Mapping[str, CampaignRow], found: Mapping[str, CallResult], now: float
+    ) -> None:
+        """Note (once per call, in the journal) that its call may have been placed: a
+        record says it is under way, or LiveKit shows someone in its room. Asked every
+        LIVEKIT_CHECK_INTERVAL, so a worker's agent is seen in any call longer than that."""
+        for room, result in found.items():
+            if result.in_progress:
+                self._mark_taken(room, pending[room], now)
+        unseen = [room for room, row in pending.items() if not self._attempt(room, row).seen_taken]
+        if self._livekit is None or not unseen or now < self._next_livekit_check:
+            return
+        self._next_livekit_check = now + LIVEKIT_CHECK_INTERVAL
+        try:
+            views = await self._livekit.rooms(unseen)
+        except LiveKitUnavailable as e:
+            if not self._livekit_failing:
+                self.reporter.note(f"cannot ask LiveKit about the calls' rooms ({e}); retrying")
+            self._livekit_failing = True
+            return
+        self._livekit_failing = False
+        for room, view in views.items():
+            if view.taken:
+                self._mark_taken(room, pending[room], now)
+
+    async def _time_out(
+        self, rooms: list[str], found: Mapping[str, CallResult], now: float
+    ) -> None:
+        """Calls past their timeout with no final record: one LiveKit still shows someone
+        in waits on (it is under way); the rest end `unknown`, with what LiveKit showed."""
+        views: Mapping[str, RoomView] | None = None
+        if self._livekit is not None:
+            try:
+                views = await self._livekit.rooms(rooms, jobs=True)
+            except LiveKitUnavailable as e:
+                self.reporter.note(f"cannot ask LiveKit about timed-out calls ({e})")
+        ended: list[tuple[str, str]] = []
+        for room in rooms:
+            row = self._pending[room]
+            view = views.get(room) if views is not None else None
+            if view is not None and view.participants:
+                self._mark_taken(room, row, now)
+                self._livekit_wait[room] = now + LIVEKIT_CHECK_INTERVAL
+                continue  # someone is in its room: the call is still going on
+            ended.append((room, await self._evidence(room, row, view, room in found)))
+        if ended and not self._records_this_run:
+            self._stop_without_records(ended, now)
+        for room, evidence in ended:
+            self._end_unknown(room, evidence, now)
+
+    async def _evidence(
+        self, room: str, row: CampaignRow, view: RoomView | None, has_record: bool
+    ) -> str:
+        """What LiveKit says of a call that ends `unknown`; an empty room whose job no worker
+        took is deleted, so that none can take it later (its number was then never called)."""
+        if self._attempt(room, row).seen_taken or has_record or (view and view.taken):
+            return TAKEN
+        if view is None:
+            return UNCHECKED
+        if not view.exists:
+            return NO_ROOM
+        assert self._livekit is not None
+        try:
+            await self._livekit.retire(room)
+        except LiveKitUnavailable:
+            return UNCHECKED
+        return NOT_TAKEN
+
+    def _end_unknown(self, room: str, evidence: str, now: float) -> None:
+        row = self._pending.pop(room)
+        self._livekit_wait.pop(room, None)
+        error = f"no call record within {span_text(self.options.call_timeout)}"
+        if evidence == TAKEN:
+            error += " (a worker took the call: it may have been placed)"
+        elif evidence == NOT_TAKEN:
+            error += " (no worker took the call: it was never placed)"
+        self.state.finished(row.phone_number, room, UNKNOWN, now, error=error, evidence=evidence)
+        self._place(row)
         self._results_dirty = True
+
+    def _stop_without_records(self, ended: list[tuple[str, str]], now: float) -> None:
+        """The first calls of this run found no record in their whole call timeout: stop
+        before every other number ends `unknown` the same way. The calls that timed out end
+        `unknown` (never dialed again unless every channel shows they were not placed:
+        --retry-unknown); the rest stay in progress, and the next run waits for them."""
+        for room, evidence in ended:
+            self._end_unknown(room, evidence, now)
         raise NoRecordsComing(
-            f"no call record came for the first {timed_out} call(s) of this run within "
-            f"{span_text(self.options.call_timeout)}"
+            f"no call record came for the first {len(ended)} call(s) of this run within "
+            f"{span_text(self.options.call_timeout)}",
+            Counter(evidence for _, evidence in ended),
         )
+
+    def _mark_taken(self, room: str, row: CampaignRow, now: float) -> None:
+        if not self._attempt(room, row).seen_taken:
+            self.state.seen(row.phone_number, room, now)
+
+    def _attempt(self, room: str, row: CampaignRow) -> Attempt:
+        attempt = self.state.rows[row.phone_number].find(room)
+        assert attempt is not None
+        return attempt
 
     def _started_at(self, room: str, row: CampaignRow) -> float:
         attempt = self.state.rows[row.phone_number].find(room)
@@ -957,8 +1186,15 @@ def estimated_seconds(calls: int, options: CampaignOptions) -> float:
 def plan_counts(
     campaign: CampaignFile, state: CampaignState, max_attempts: int, *, retry_unknown: bool = False
 ) -> dict[str, list[CampaignRow]]:
-    """Valid rows by what a run would do with them: 'done', 'in progress', 'retry', 'call'."""
-    plan: dict[str, list[CampaignRow]] = {"done": [], "in progress": [], "retry": [], "call": []}
+    """Valid rows by what a run would do with them: 'done', 'in progress', 'retry', 'call',
+    and with retry_unknown 'unknown' (called again only if no channel shows they were)."""
+    plan: dict[str, list[CampaignRow]] = {
+        "done": [],
+        "in progress": [],
+        "retry": [],
+        "call": [],
+        "unknown": [],
+    }
     for row in campaign.rows:
         progress = state.rows.get(row.phone_number)
         last = progress.last if progress else None
@@ -967,7 +1203,7 @@ def plan_counts(
         elif not last.outcome:
             plan["in progress"].append(row)
         elif retry_unknown and last.outcome == UNKNOWN:
-            plan["retry"].append(row)
+            plan["unknown"].append(row)
         elif is_final(progress, max_attempts):
             plan["done"].append(row)
         else:

@@ -1,5 +1,6 @@
 """Place outbound calls from the operator's side: build the dial request, dispatch the agent
-into a new room, and find the call's record once the agent has saved it.
+into a new room, find the call's record once the agent has saved it (in the store or in the
+local spool), and ask LiveKit what it knows of the room.
 
 Shared by `python -m telephony call` and `python -m telephony campaign`. The agent does the
 dialing: a dispatch names the agent, a new room (the dispatch creates it) and the job
@@ -14,6 +15,8 @@ import json
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from livekit import api
@@ -21,7 +24,8 @@ from livekit import api
 from telephony.domain.dial_request import InvalidMetadata, parse_dial_request
 from telephony.domain.settings import Settings, SettingsError
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.store import CallStore
+from telephony.records.spool import read_spool
+from telephony.records.store import CallStore, StoreError
 
 ROOM_PREFIX = "outbound-"
 
@@ -198,6 +202,72 @@ class LiveKitDispatcher:
             raise DispatchError(text, stop=False) from e
         return dispatch.id
 
+    async def rooms(self, rooms: Collection[str], *, jobs: bool = False) -> dict[str, RoomView]:
+        """LiveKit's view of these rooms now (ABSENT for a room it does not have); with
+        `jobs`, also how many jobs the dispatches of an empty room were given. Raises
+        LiveKitUnavailable when LiveKit cannot tell."""
+        assert self._api is not None, "use `async with LiveKitDispatcher(...)`"
+        views = dict.fromkeys(rooms, ABSENT)
+        if not views:
+            return views
+        try:
+            async with asyncio.timeout(self.timeout):
+                listed = await self._api.room.list_rooms(api.ListRoomsRequest(names=list(views)))
+                for info in listed.rooms:
+                    if info.name not in views:
+                        continue
+                    taken = 0
+                    if jobs and not info.num_participants:
+                        dispatches = await self._api.agent_dispatch.list_dispatch(info.name)
+                        taken = sum(len(d.state.jobs) for d in dispatches)
+                    views[info.name] = RoomView(info.num_participants, exists=True, jobs=taken)
+        except (TimeoutError, aiohttp.ClientError, api.ServerError) as e:
+            raise LiveKitUnavailable(_livekit_problem(self.url, self.timeout, e)) from None
+        return views
+
+    async def retire(self, room: str) -> None:
+        """Delete the room, and with it its dispatch, so that no worker can take that
+        dispatch later (after which a new attempt for the number cannot be a second
+        call). Raises LiveKitUnavailable."""
+        assert self._api is not None, "use `async with LiveKitDispatcher(...)`"
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._api.room.delete_room(api.DeleteRoomRequest(room=room))
+        except api.ServerError as e:
+            if e.status != 404:  # already gone: as good
+                raise LiveKitUnavailable(_livekit_problem(self.url, self.timeout, e)) from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise LiveKitUnavailable(_livekit_problem(self.url, self.timeout, e)) from None
+
+
+class LiveKitUnavailable(Exception):
+    """LiveKit could not be asked about a room (unreachable, refused, too slow)."""
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """What LiveKit knows of one call's room."""
+
+    participants: int  # people and agents in it now: a call is under way
+    exists: bool = True
+    jobs: int = 0  # jobs given for its dispatches, when LiveKit reports them
+
+    @property
+    def taken(self) -> bool:
+        """A worker took the dispatch (or someone is in the room): a call may be placed."""
+        return self.participants > 0 or self.jobs > 0
+
+
+ABSENT = RoomView(participants=0, exists=False)
+
+
+def _livekit_problem(url: str, timeout: float, error: Exception) -> str:
+    if isinstance(error, TimeoutError):
+        return f"LiveKit at {url} did not answer within {timeout:g} s"
+    if isinstance(error, api.ServerError):
+        return f"LiveKit at {url} answered {error.status} ({error.code}: {error.message})"
+    return f"cannot reach LiveKit at {url} ({error})"
+
 
 # ------------------------------------------------------------------ finding the outcome
 
@@ -214,9 +284,10 @@ class CallResult:
     sip_status: str
     error: str
     ended_at: float
+    source: str = "store"  # or "spool": saved while the worker could not reach the store
 
     @classmethod
-    def from_record(cls, record: CallRecord) -> CallResult:
+    def from_record(cls, record: CallRecord, source: str = "store") -> CallResult:
         return cls(
             record_id=record.record_id,
             room=record.room,
@@ -226,7 +297,13 @@ class CallResult:
             sip_status=record.sip_status,
             error=record.error,
             ended_at=record.ended_at,
+            source=source,
         )
+
+    @property
+    def in_progress(self) -> bool:
+        """The record of a call still under way: not an outcome yet."""
+        return self.outcome == Outcome.IN_PROGRESS.value
 
     @property
     def sip(self) -> str:
@@ -235,23 +312,121 @@ class CallResult:
         return " ".join(part for part in (code, self.sip_status) if part)
 
 
-class RecordFinder:
-    """Looks up call records by room in the call records store (read only)."""
+class LookupIncomplete(StoreError):
+    """The store could not be read; `found` holds what the other places had."""
 
-    def __init__(self, store: CallStore) -> None:
+    def __init__(self, message: str, found: dict[str, CallResult]) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+class RecordFinder:
+    """Looks up call records by room wherever the worker may have put them: the call
+    records store, and the local spool where it keeps records the store could not take
+    (read only; `calls import-spool` moves them to the store)."""
+
+    def __init__(self, store: CallStore, spool: Path | None = None) -> None:
         self.store = store
+        self.spool = spool
+        self.spool_unreadable = 0  # lines of the spool that are not a whole record
+        self._spool_key: tuple[int, int] | None = None
+        self._spooled: dict[str, CallResult] = {}
 
     async def find(self, rooms: Collection[str], since: float) -> dict[str, CallResult]:
         """The records of these rooms among calls started after `since` (minus a slack for
-        clock differences), by room. Raises StoreError when the store cannot be read."""
+        clock differences), by room. Raises LookupIncomplete (a StoreError) when the store
+        cannot be read, with what the spool had."""
         if not rooms:
             return {}
-        return await asyncio.to_thread(self._find, set(rooms), since - LOOKUP_SLACK_SECONDS)
+        wanted = set(rooms)
+        spooled = await asyncio.to_thread(self._from_spool, wanted)
+        try:
+            stored = await asyncio.to_thread(self._find, wanted, since - LOOKUP_SLACK_SECONDS)
+        except StoreError as e:
+            raise LookupIncomplete(str(e), spooled) from e
+        return {room: _latest(stored.get(room), spooled.get(room)) for room in stored | spooled}
+
+    def spool_problem(self) -> str:
+        """Why the spool cannot vouch that a record is not there ('' when it can)."""
+        if not self.spool_unreadable:
+            return ""
+        return (
+            f"{self.spool_unreadable} line(s) of the spool {self.spool} cannot be read (one may "
+            "be this call's record): run `python -m telephony calls import-spool`, which "
+            "imports every whole record and sets the rest aside"
+        )
 
     def _find(self, rooms: set[str], since: float) -> dict[str, CallResult]:
         found: dict[str, CallResult] = {}
-        # Oldest first, so that if a room somehow has two records the latest one wins.
+        # Oldest first, so that if a room somehow has two records the latest one wins;
+        # but an in-progress record never hides a finished one.
         for record in reversed(self.store.list(since=since, limit=None)):
             if record.room in rooms:
-                found[record.room] = CallResult.from_record(record)
+                result = CallResult.from_record(record)
+                earlier = found.get(record.room)
+                if earlier is None or earlier.in_progress or not result.in_progress:
+                    found[record.room] = result
         return found
+
+    def _from_spool(self, rooms: set[str]) -> dict[str, CallResult]:
+        """The spool's records of these rooms; the file is re-read only when it changed."""
+        if self.spool is None:
+            return {}
+        try:
+            stat = self.spool.stat()
+        except FileNotFoundError:
+            self._spool_key, self._spooled, self.spool_unreadable = None, {}, 0
+            return {}
+        except OSError:
+            self.spool_unreadable = max(self.spool_unreadable, 1)
+            return {}
+        key = (stat.st_size, stat.st_mtime_ns)
+        if key != self._spool_key:
+            self._spooled, self.spool_unreadable = _spooled_results(self.spool)
+            self._spool_key = key
+        return {room: self._spooled[room] for room in rooms if room in self._spooled}
+
+
+def _spooled_results(path: Path) -> tuple[dict[str, CallResult], int]:
+    """Every record of the spool by room (a later line for a room replaces an earlier
+    one), and how many lines are not a readable record."""
+    found: dict[str, CallResult] = {}
+    unreadable = 0
+    try:
+        lines = read_spool(path)
+    except OSError:
+        return {}, 1
+    for line in lines:
+        result = _spooled_result(line.record) if line.record is not None else None
+        if result is None:
+            unreadable += 1
+        elif result.room:
+            found[result.room] = _latest(found.get(result.room), result)
+    return found, unreadable
+
+
+def _spooled_result(data: dict[str, Any]) -> CallResult | None:
+    try:
+        code = data.get("sip_status_code")
+        return CallResult(
+            record_id=str(data["record_id"]),
+            room=str(data.get("room") or ""),
+            outcome=Outcome(data["outcome"]).value,
+            duration_seconds=float(data.get("duration_seconds") or 0.0),
+            sip_status_code=None if code is None else int(code),
+            sip_status=str(data.get("sip_status") or ""),
+            error=str(data.get("error") or ""),
+            ended_at=float(data.get("ended_at") or 0.0),
+            source="spool",
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _latest(first: CallResult | None, second: CallResult | None) -> CallResult:
+    """Of two records of one room, the one that says how the call ended (the first if
+    both or neither do)."""
+    if first is None or (first.in_progress and second is not None and not second.in_progress):
+        assert second is not None
+        return second
+    return first

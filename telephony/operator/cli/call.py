@@ -33,6 +33,7 @@ from telephony.operator.outbound_dispatch import (
     CallResult,
     DispatchError,
     LiveKitDispatcher,
+    LookupIncomplete,
     RecordFinder,
     default_call_timeout,
     dial_metadata,
@@ -40,6 +41,7 @@ from telephony.operator.outbound_dispatch import (
     require_livekit_settings,
     span_text,
 )
+from telephony.records.spool import spool_path
 from telephony.records.store import CallStore, database_url
 
 P = "python -m telephony"
@@ -161,7 +163,8 @@ def _call(args: argparse.Namespace) -> int:
         _print_dispatched(settings, number, room, dispatch_id)
         print(f"waiting for the call to end (at most {span_text(timeout)})...", flush=True)
         try:
-            result = asyncio.run(_wait(RecordFinder(store), room, timeout))
+            finder = RecordFinder(store, spool_path(settings))  # the worker's spool too
+            result = asyncio.run(_wait(finder, room, timeout))
         except KeyboardInterrupt:
             print(f"stopped waiting; the call itself goes on (room {room})", file=sys.stderr)
             return 130
@@ -211,8 +214,11 @@ async def _wait(finder: RecordFinder, room: str, timeout: float) -> CallResult |
     since = time.time()
     deadline = time.monotonic() + timeout
     while True:
-        found = await finder.find([room], since)
-        if room in found:
+        try:
+            found = await finder.find([room], since)
+        except LookupIncomplete as e:  # the store cannot be read: the spool still counts
+            found = e.found
+        if room in found and not found[room].in_progress:
             return found[room]
         if time.monotonic() >= deadline:
             return None

@@ -17,11 +17,14 @@ from telephony.domain.settings import Settings, read_settings
 from telephony.domain.terminal_text import printable
 from telephony.operator.campaign import (
     ASSUMED_CALL_SECONDS,
+    NOT_TAKEN,
     PHONE_COLUMN,
     RESULT_COLUMNS,
+    TAKEN,
     CampaignFile,
     CampaignFileError,
     CampaignOptions,
+    CampaignRow,
     CampaignRunner,
     CampaignState,
     CampaignStateError,
@@ -48,6 +51,7 @@ from telephony.operator.outbound_dispatch import (
     default_call_timeout,
     require_livekit_settings,
 )
+from telephony.records.spool import SPOOL_NAME, spool_path
 from telephony.records.store import CallStore, database_url
 
 P = "python -m telephony campaign"
@@ -76,13 +80,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Resumable: every step is written to a state file (default FILE.campaign.jsonl)\n"
             "before it happens. Stop it (Ctrl-C, exit 130) and run the same command again: rows\n"
             "with an outcome are skipped and calls that were in progress are looked up by room,\n"
-            "never dialed twice. A call without a record ('unknown') is never redialed by the\n"
-            "campaign. Results (default FILE.results.csv): the input columns plus\n"
+            "never dialed twice. A call's record is looked for in the store and in the\n"
+            f"worker's spool ({SPOOL_NAME}); a call with none is waited\n"
+            "for while LiveKit shows someone in its room, then ends 'unknown': never\n"
+            "redialed, unless --retry-unknown and no record or LiveKit room shows it was\n"
+            "placed. Results (default FILE.results.csv): the input columns plus\n"
             f"{', '.join(RESULT_COLUMNS)}; outcome is empty until final.\n"
             "\n"
             "Exit 0 when every row has a final outcome (whatever it is), 1 when dispatching had\n"
             "to stop (LiveKit refused or failed: run again to resume), 2 for an unusable file\n"
-            "or options (no valid row, not UTF-8, no phone_number column), 130 on Ctrl-C."
+            "or options (no valid row, not UTF-8, a malformed CSV row, over 20 MB or 100,000\n"
+            "rows, no phone_number column), 130 on Ctrl-C."
         ),
         examples=[
             f"{P} contacts.csv --dry-run",
@@ -161,8 +169,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--retry-unknown",
         action="store_true",
-        help="call the numbers whose earlier call ended 'unknown' (no call record came) "
-        "again; without it, 'unknown' is final so that nobody is called twice by accident",
+        help="call again the numbers whose earlier call ended 'unknown' (no call record "
+        "came) and that no channel shows were called: no record in the store or the spool, "
+        "nobody in the call's LiveKit room, no worker seen taking it; the others stay "
+        "'unknown', so that nobody is called twice",
     )
     parser.add_argument(
         "--ignore-hours",
@@ -230,7 +240,7 @@ def _campaign(args: argparse.Namespace) -> int:
         print(
             f"campaign {source}: {len(campaign.rows)} numbers: {len(plan['done'])} done, "
             f"{len(plan['in progress'])} in progress, {len(plan['retry'])} to retry, "
-            f"{len(plan['call'])} to call"
+            f"{len(plan['call'])} to call" + _unknown_text(plan)
         )
         print(f"results: {results_path}  state: {state_path}", flush=True)
         try:
@@ -257,13 +267,7 @@ def _campaign(args: argparse.Namespace) -> int:
             return 130
         except NoRecordsComing as e:
             reporter.close()
-            raise CliError(
-                f"{e}: most likely no worker is running under the agent name "
-                f"'{settings.agent_name}' (LIVEKIT_AGENT_NAME), so nobody answers the "
-                "dispatches. Start one (`python agent.py start`), check `python -m telephony "
-                "status`, then run the same command again with --retry-unknown to call those "
-                "numbers"
-            ) from None
+            raise CliError(no_records_advice(e, settings)) from None
         except CampaignStopped as e:
             reporter.close()
             raise CliError(
@@ -275,6 +279,39 @@ def _campaign(args: argparse.Namespace) -> int:
     print(f"campaign finished: {progress.describe()}")
     print(f"results: {results_path}")
     return 0
+
+
+def no_records_advice(stop: NoRecordsComing, settings: Settings) -> str:
+    """The likely causes of calls ending with no record, most likely first by what LiveKit
+    showed, and what to do; following it never calls anyone twice."""
+    spool = (
+        "the worker cannot reach the call records store (DATABASE_URL), so it keeps its "
+        f"records in its spool ({spool_path(settings)} here; {SPOOL_NAME} beside "
+        "CALL_RECORDS_PATH where the worker runs): once the store is reachable, run "
+        "`python -m telephony calls import-spool` on the worker's machine"
+    )
+    worker = (
+        f"no worker is running under the agent name '{settings.agent_name}' "
+        "(LIVEKIT_AGENT_NAME), so nobody answers the dispatches: start one (`python agent.py "
+        "start`) and check `python -m telephony status`"
+    )
+    taken = stop.evidence.get(TAKEN, 0)
+    not_taken = stop.evidence.get(NOT_TAKEN, 0)
+    total = sum(stop.evidence.values())
+    # A worker took calls but no record came: its records go elsewhere (the spool). No
+    # worker took any: nobody is running. Unclear: the spool first, as it costs a redial.
+    causes = [worker, spool] if not_taken == total else [spool, worker]
+    if taken:
+        causes[0] = f"{causes[0]} (LiveKit showed a worker taking {taken} of these calls)"
+    lines = [f"{stop}. Likely causes, most likely first:"]
+    lines += [f"  {i}. {cause}" for i, cause in enumerate(causes, start=1)]
+    lines.append(
+        "Then run the same command again: it takes the outcomes from the store and the spool. "
+        "--retry-unknown calls a number again only if no record and no LiveKit room shows it "
+        f"was called ({not_taken} of these {total} call(s) are known never to have been "
+        "placed); the others stay 'unknown', so nobody is called twice"
+    )
+    return "\n".join(lines)
 
 
 async def _run(
@@ -289,13 +326,16 @@ async def _run(
     *,
     request_timeout: float,
 ) -> Progress:
+    finder = RecordFinder(store, spool_path(settings))
     async with LiveKitDispatcher(settings, timeout=request_timeout) as dispatcher:
         runner = CampaignRunner(
             campaign,
             state,
             options,
             dispatch=dispatcher.dispatch,
-            lookup=RecordFinder(store).find,
+            lookup=finder.find,
+            livekit=dispatcher,
+            spool_problem=finder.spool_problem,
             schedule=schedule,
             reporter=reporter,
             results_path=results_path,
@@ -392,6 +432,7 @@ def _print_plan(
         print(
             f"state: {state_path}: {len(plan['done'])} done, {len(plan['in progress'])} in "
             f"progress, {len(plan['retry'])} to retry, {len(plan['call'])} not called yet"
+            + _unknown_text(plan)
         )
     else:
         print(f"state: {state_path} (new campaign)")
@@ -422,6 +463,15 @@ def _print_plan(
         if len(rows) > PLAN_ROWS_SHOWN:
             print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN} more")
     print("\ndry run: nothing was dispatched")
+
+
+def _unknown_text(plan: dict[str, list[CampaignRow]]) -> str:
+    if not plan["unknown"]:
+        return ""
+    return (
+        f", {len(plan['unknown'])} unknown to check (--retry-unknown calls one again only if "
+        "no record and no LiveKit room shows it was called)"
+    )
 
 
 def _window(schedule: Schedule | None, options: CampaignOptions) -> str:
