@@ -127,9 +127,14 @@ def worker_env(server: WorkerServerStandin, **overrides: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def agent_start(
-    server: WorkerServerStandin, *, stop_grace: float = STOP_GRACE, **env: str
+    server: WorkerServerStandin,
+    *,
+    stop_grace: float = STOP_GRACE,
+    script: str = "agent.py",
+    **env: str,
 ) -> AsyncIterator[WorkerRun]:
-    """`python agent.py start` as a subprocess pointed at ``server``; always stopped after.
+    """`python agent.py start` (or another `script`) as a subprocess pointed at ``server``;
+    always stopped after.
 
     SIGTERM, then SIGKILL to the whole process group (the worker, its forkserver and its
     job processes) after ``stop_grace`` seconds. The output is printed, which pytest shows
@@ -137,7 +142,7 @@ async def agent_start(
     """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "agent.py",
+        script,
         "start",
         cwd=PROJECT_ROOT,
         env=worker_env(server, **env),

@@ -9,16 +9,20 @@ framework starts anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from livekit.agents import AgentServer, cli
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
 
 from telephony.domain.env_files import unknown_variables
 from telephony.domain.prompts import PromptError, Prompts
-from telephony.domain.settings import parse_settings
+from telephony.domain.settings import Settings, parse_settings
+from telephony.worker.stopping import drain_then_cut
 
 WORKER_COMMANDS = ("dev", "start", "connect", "console")
 # The framework's flags that stand in for a variable; they get the same checks.
@@ -30,12 +34,23 @@ FLAG_VARIABLES = {
 # What a supervisor sees: 1 for settings to fix, 2 for a worker that failed while running.
 EXIT_BAD_SETTINGS = 1
 EXIT_WORKER_FAILED = 2
+DEFAULT_DRAIN_TIMEOUT = Settings.drain_timeout_seconds
 
 
 class SupervisedServer(AgentServer):
-    """An AgentServer that remembers why it stopped, so the process can say so."""
+    """An AgentServer that remembers why it stopped, so the process can say so, and that
+    stops without dropping a call (telephony.worker.stopping)."""
 
     failure: BaseException | None = None
+
+    def __init__(self, *args: Any, drain_timeout: int = DEFAULT_DRAIN_TIMEOUT, **kwargs: Any):
+        super().__init__(*args, drain_timeout=drain_timeout, **kwargs)
+        self.drain_timeout_seconds = drain_timeout
+
+    async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:
+        """The CLI's stop: drain, then cut the calls left with a goodbye, never os._exit."""
+        limit = timeout if is_given(timeout) else self.drain_timeout_seconds
+        await drain_then_cut(self, functools.partial(super().drain, None), limit)
 
     async def run(self, *args: Any, **kwargs: Any) -> None:
         try:
