@@ -24,6 +24,7 @@ import logging
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from livekit.agents import AgentSession
 
@@ -52,7 +53,12 @@ def ignore_stop_signals() -> None:
     call on CUT_CALL_SIGNAL (whose default action would kill the process)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    signal.signal(CUT_CALL_SIGNAL, _cut_signal_received)
+    listen_for_cut_signal()
+
+
+def listen_for_cut_signal() -> Any:
+    """CUT_CALL_SIGNAL cuts this process's call (main thread only); the previous handler."""
+    return signal.signal(CUT_CALL_SIGNAL, _cut_signal_received)
 
 
 def _cut_signal_received(signum: int, frame: FrameType | None) -> None:

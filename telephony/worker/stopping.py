@@ -33,9 +33,9 @@ from telephony.call.worker_stop import CUT_CALL_SIGNAL, STOP_SIGNALS
 logger = logging.getLogger("telephony.worker.stopping")
 
 # How long cut calls get to say their goodbye (a sentence of TTS, ~5 s), hang up and save
-# their record before the framework closes them. A supervisor's stop timeout must cover
-# DRAIN_TIMEOUT_SECONDS plus this plus the framework's close (10 s): see README "Deploying".
-CUT_GRACE_SECONDS = 20.0
+# their record before the framework closes them (at most 10 s more). A supervisor's stop
+# timeout should be DRAIN_TIMEOUT_SECONDS + 30 s: see README "Deploying".
+CUT_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.1
 
 
