@@ -90,9 +90,11 @@ class WorkerRun:
     def log(self, text: str) -> None:
         self.output.append(f"[{time.monotonic() - self.started_at:6.2f}s] {text}")
 
-    async def registration(self, server: WorkerServerStandin) -> RecordedRegistration:
+    async def registration(
+        self, server: WorkerServerStandin, timeout: float = REGISTER_TIMEOUT
+    ) -> RecordedRegistration:
         """The worker's registration; fails at once if the worker exits first."""
-        registered = asyncio.ensure_future(server.wait_for_registration(REGISTER_TIMEOUT))
+        registered = asyncio.ensure_future(server.wait_for_registration(timeout))
         exited = asyncio.ensure_future(self.proc.wait())
         try:
             await asyncio.wait({registered, exited}, return_when=asyncio.FIRST_COMPLETED)

@@ -41,6 +41,9 @@ ANSWER = "Sure, I can help with that."
 GOODBYE = (PROJECT_ROOT / "prompts" / "shutdown_goodbye.txt").read_text().strip()
 CALL_TIMEOUT = 90.0  # the call, its record and the worker's exit, on a loaded 2-core machine
 LINE_TIMEOUT = 60.0
+# The worker preloads and prewarms before it registers: ~10 s alone, 30 s and more on a
+# machine busy with other test processes.
+REGISTER_TIMEOUT = 90.0
 
 
 @dataclass
@@ -90,7 +93,7 @@ async def worker_with_a_call(line: Line, **env: str) -> AsyncIterator[WorkerRun]
     async with agent_start(
         line.livekit, script="tests/worker_on_a_line.py", **line.env, **env
     ) as worker:
-        await worker.registration(line.livekit)
+        await worker.registration(line.livekit, REGISTER_TIMEOUT)
         answer = await line.livekit.assign_job(AGENT_NAME, ROOM)
         assert answer.available, line.livekit.describe_workers()
         await logged(worker, "caller: answer 1 played")

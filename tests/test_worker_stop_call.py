@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from telephony.call import worker_stop
-from telephony.call.worker_stop import CUT_CALL_SIGNAL, cut_call_when_worker_stops
+from telephony.call.worker_stop import (
+    CUT_CALL_SIGNAL,
+    cut_call_when_worker_stops,
+    ignore_stop_signals,
+)
 from telephony.devtools.standins.openai_server import reply
 from telephony.records.model import Outcome
 from tests.harness import running_call
@@ -77,3 +82,23 @@ async def test_a_call_that_starts_after_the_cut_signal_is_cut_at_once(
         assert call.sink.segments[-1].duration == pytest.approx(
             openai_server.audio_duration_for(call.state.render("shutdown_goodbye")), abs=0.05
         )
+
+
+def test_a_job_run_in_a_thread_of_the_worker_leaves_its_signals_alone():
+    """`console` runs the job, and so the setup function, in a thread of the worker process:
+    Ctrl+C must still stop it, and signal.signal would raise there."""
+    before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, CUT_CALL_SIGNAL)]
+    errors: list[Exception] = []
+
+    def setup_in_a_thread() -> None:
+        try:
+            ignore_stop_signals()
+        except Exception as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=setup_in_a_thread)
+    thread.start()
+    thread.join()
+    assert errors == []
+    after = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, CUT_CALL_SIGNAL)]
+    assert after == before

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -49,8 +50,11 @@ _on_cut: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
 
 
 def ignore_stop_signals() -> None:
-    """In a job process, at its start (main thread): ignore SIGTERM and SIGINT, and cut the
-    call on CUT_CALL_SIGNAL (whose default action would kill the process)."""
+    """In a job process, at its start: ignore SIGTERM and SIGINT, and cut the call on
+    CUT_CALL_SIGNAL (whose default action would kill the process). Nothing for a job run in
+    a thread of the worker (`console`): that process's signals are the worker's."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     listen_for_cut_signal()

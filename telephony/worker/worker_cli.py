@@ -4,7 +4,8 @@ The framework's CLI logs a failed worker ("worker failed": LiveKit unreachable a
 retries, credentials refused, the HTTP port taken) and then exits with status 0, so systemd,
 Kubernetes or Docker never restart it. Here every failure ends the process non-zero, and the
 settings (the `--url`/`--api-key`/`--api-secret` flags included) are checked before the
-framework starts anything.
+framework starts anything. A stop never drops a call silently and ends the process 0
+(`SupervisedServer.drain`, telephony.worker.stopping).
 """
 
 from __future__ import annotations
