@@ -2,7 +2,7 @@
 # The phone agent as a container: `python agent.py start` against your LiveKit project.
 #
 #   docker build -t telephony-agent .
-#   docker run --rm --env-file .env.local telephony-agent
+#   docker run --rm --env-file .env.local --stop-timeout 630 telephony-agent
 #
 # Settings come from the environment at run time (--env-file); no .env file is baked in.
 # uv comes from PyPI (pip install uv); nothing else is downloaded but the locked packages.
@@ -66,6 +66,12 @@ EXPOSE 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/', timeout=4)"]
 
-# On SIGTERM the worker stops taking new calls and lets the running ones finish
-# (give the container a long stop timeout, e.g. `docker stop -t 600`).
+# On SIGTERM the worker stops taking new calls and lets the running ones finish, for up to
+# DRAIN_TIMEOUT_SECONDS (default 600); then each call still running hears
+# prompts/shutdown_goodbye.txt and is hung up, its record saying `worker-stopped`; a second
+# SIGTERM does that at once. Docker waits only 10 s before its SIGKILL, which cuts calls with
+# no goodbye and no complete record: give the container DRAIN_TIMEOUT_SECONDS + 30 s,
+# `docker run --stop-timeout 630` / `docker stop -t 630`, Compose `stop_grace_period: 630s`,
+# Kubernetes `terminationGracePeriodSeconds: 630` (README "Deploying").
+STOPSIGNAL SIGTERM
 CMD ["python", "agent.py", "start"]

@@ -20,6 +20,7 @@ from telephony.call import models
 from telephony.call.greeting_audio import GreetingAudioCache
 from telephony.call.recorder import recorder_for
 from telephony.call.turn_taking import phone_vad
+from telephony.call.worker_stop import ignore_stop_signals
 from telephony.domain.config import CallConfig, load_config
 from telephony.domain.env_files import load_env_files
 from telephony.domain.log_masking import install_phone_masking
@@ -39,7 +40,10 @@ PHONE_WIRING = CallWiring()
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Once per worker process, before any call: nothing slow is left for the caller to wait on."""
+    """Once per job process, before any call: nothing slow is left for the caller to wait on."""
+    # First: a stop signal to the whole process group is the worker's to handle (it drains
+    # the calls); the framework's own ignoring never runs under the forkserver.
+    ignore_stop_signals()
     proc.userdata["vad"] = vad = phone_vad()
     proc.userdata["config"] = config = load_config()
     proc.userdata["greeting_audio"] = GreetingAudioCache(config.settings.greeting_audio_dir)
@@ -55,6 +59,8 @@ def prewarm(proc: JobProcess) -> None:
 # would otherwise stall the first answer (a module that is not there is skipped).
 PRELOAD_MODULES = [
     *sorted(m for m in sys.modules if m.split(".")[0] in ("telephony", "tools")),
+    # The forkserver ignores stop signals: they are the worker's (see the module).
+    "telephony.worker.forkserver_signals",
     "anyio._backends._asyncio",
     "jiter",
     "openai.lib.streaming.chat",

@@ -8,8 +8,9 @@ from telephony.domain.settings import (
     SettingsError,
     parse_transfer_destinations,
     read_settings,
+    worker_options,
 )
-from telephony.worker.worker_cli import startup_problems
+from telephony.worker.worker_cli import SupervisedServer, startup_problems
 
 COMPLETE = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -206,3 +207,20 @@ def test_the_failure_transfer_takes_a_destination_name_or_a_number():
     (line,) = e.value.problems
     assert line.startswith("PROVIDER_FAILURE_TRANSFER 'reception' is not a transfer destination")
     assert line.endswith("(or name one of TRANSFER_DESTINATIONS: front-desk)")
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "ten", "1.5", "86401", "9" * 60, "٣٠"])
+def test_a_drain_timeout_that_is_not_1_to_86400_whole_seconds_stops_the_worker(raw):
+    problems = startup_problems(["agent.py", "start"], COMPLETE | {"DRAIN_TIMEOUT_SECONDS": raw})
+    assert len(problems) == 1
+    assert problems[0].startswith("DRAIN_TIMEOUT_SECONDS=")
+    assert "whole number of seconds from 1 to 86400" in problems[0]
+
+
+def test_the_drain_timeout_reaches_the_worker():
+    assert read_settings({}).drain_timeout_seconds == 600
+    assert worker_options({"DRAIN_TIMEOUT_SECONDS": "45"})["drain_timeout"] == 45
+    assert (
+        SupervisedServer(**worker_options({"DRAIN_TIMEOUT_SECONDS": "45"})).drain_timeout_seconds
+        == 45
+    )

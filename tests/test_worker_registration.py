@@ -90,9 +90,11 @@ class WorkerRun:
     def log(self, text: str) -> None:
         self.output.append(f"[{time.monotonic() - self.started_at:6.2f}s] {text}")
 
-    async def registration(self, server: WorkerServerStandin) -> RecordedRegistration:
+    async def registration(
+        self, server: WorkerServerStandin, timeout: float = REGISTER_TIMEOUT
+    ) -> RecordedRegistration:
         """The worker's registration; fails at once if the worker exits first."""
-        registered = asyncio.ensure_future(server.wait_for_registration(REGISTER_TIMEOUT))
+        registered = asyncio.ensure_future(server.wait_for_registration(timeout))
         exited = asyncio.ensure_future(self.proc.wait())
         try:
             await asyncio.wait({registered, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,9 +129,14 @@ def worker_env(server: WorkerServerStandin, **overrides: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def agent_start(
-    server: WorkerServerStandin, *, stop_grace: float = STOP_GRACE, **env: str
+    server: WorkerServerStandin,
+    *,
+    stop_grace: float = STOP_GRACE,
+    script: str = "agent.py",
+    **env: str,
 ) -> AsyncIterator[WorkerRun]:
-    """`python agent.py start` as a subprocess pointed at ``server``; always stopped after.
+    """`python agent.py start` (or another `script`) as a subprocess pointed at ``server``;
+    always stopped after.
 
     SIGTERM, then SIGKILL to the whole process group (the worker, its forkserver and its
     job processes) after ``stop_grace`` seconds. The output is printed, which pytest shows
@@ -137,7 +144,7 @@ async def agent_start(
     """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "agent.py",
+        script,
         "start",
         cwd=PROJECT_ROOT,
         env=worker_env(server, **env),

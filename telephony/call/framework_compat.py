@@ -30,7 +30,7 @@ SUPPORTED_SERIES = "1.8"
 # Owner -> the internal names used on it (attributes set in __init__ count).
 PRIVATE_NAMES: dict[type | object, tuple[str, ...]] = {
     http_context: ("_create_ssl_context",),
-    AgentServer: ("_session_end_fnc", "_preload_modules", "_agent_name"),
+    AgentServer: ("_session_end_fnc", "_preload_modules", "_agent_name", "_proc_pool"),
     AgentSession: ("_activity",),
     JobContext: ("_on_shutdown",),
     WarmTransferTask: (
@@ -84,6 +84,16 @@ def preload_modules(server: AgentServer) -> list[str]:
 def registered_agent_name(server: AgentServer) -> str:
     """The agent name the server registers with (after LIVEKIT_AGENT_NAME_OVERRIDE)."""
     return str(getattr(server, "_agent_name", ""))
+
+
+def running_job_pids(server: AgentServer) -> list[int]:
+    """The process ids of the server's job processes that are running a job (a stopping
+    worker tells each to cut its call)."""
+    pool = getattr(server, "_proc_pool", None)
+    processes = pool.processes if pool is not None else []
+    # A thread executor (no process of its own) has no pid: nothing to signal.
+    pids = [getattr(p, "pid", None) for p in processes if p.running_job is not None]
+    return [pid for pid in pids if pid is not None]
 
 
 def on_job_shutdown(ctx: JobContext, hook: Callable[[str], None]) -> None:

@@ -27,6 +27,7 @@ PROMPT_NAMES = (
     "still_there",  # asked once when the caller has been silent for a while
     "silence_goodbye",  # said before hanging up on a caller who stayed silent
     "time_limit_goodbye",  # said before hanging up when the call reaches its time limit
+    "shutdown_goodbye",  # said before hanging up when a stopping worker must cut the call
     "warm_transfer_hold",  # said before the caller is put on hold for a warm transfer
     "keypad_instructions",  # added to the instructions when a keypad menu is configured
     "provider_failure",  # said before hanging up when a speech or language provider fails

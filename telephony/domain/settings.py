@@ -20,6 +20,7 @@ from telephony.domain.placeholders import is_placeholder, placeholder_problem
 from telephony.domain.settings_checks import check_settings
 
 DEFAULT_AGENT_NAME = "my-telephony-agent"
+MAX_DRAIN_TIMEOUT_SECONDS = 24 * 3600
 
 # Every environment variable the product reads (.env.example documents each one).
 SETTING_NAMES = (
@@ -64,6 +65,7 @@ SETTING_NAMES = (
     "NOISE_CANCELLATION",
     "WORKER_HTTP_PORT",
     "WORKER_CONNECT_RETRIES",
+    "DRAIN_TIMEOUT_SECONDS",
     "TURN_DETECTOR",
     "INTERRUPTION_DETECTION",
     "FALLBACK_LLM_MODEL",
@@ -197,6 +199,9 @@ class Settings:
     worker_http_port: int | None = None
     # Connection attempts to LiveKit before the worker gives up (and exits non-zero).
     worker_connect_retries: int = 16
+    # After a stop signal, how long running calls may go on before they are cut (with a
+    # goodbye, and a record saying so); the supervisor's stop timeout must be longer.
+    drain_timeout_seconds: int = 600
     # The end-of-turn model: "local" (runs in the worker) or "cloud" (LiveKit Inference).
     turn_detector: str = "local"
     # Interruptions: "vad" (local) or "adaptive" (LiveKit's cloud barge-in model).
@@ -248,7 +253,10 @@ def worker_options(env: Mapping[str, str] | None = None) -> dict[str, int]:
     """The AgentServer options settings choose; needed before settings are validated
     (a malformed value is left to the framework's default and reported at start-up)."""
     settings, _ = parse_settings(env, deep_checks=False)
-    options = {"max_retry": settings.worker_connect_retries}
+    options = {
+        "max_retry": settings.worker_connect_retries,
+        "drain_timeout": settings.drain_timeout_seconds,
+    }
     if settings.worker_http_port is not None:
         options["port"] = settings.worker_http_port
     return options
@@ -267,6 +275,21 @@ def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str])
     if raw in ("0", "false", "no", "off"):
         return False
     problems.append(f"{name}={raw!r} is not a yes/no value: use true or false")
+    return default
+
+
+def _drain_timeout(env: Mapping[str, str], problems: list[str]) -> int:
+    """DRAIN_TIMEOUT_SECONDS: whole seconds, 1 to a day (0 would cut every call at once)."""
+    raw = _text(env, "DRAIN_TIMEOUT_SECONDS")
+    default = Settings.drain_timeout_seconds
+    if not raw:
+        return default
+    if raw.isascii() and raw.isdecimal() and 1 <= int(raw) <= MAX_DRAIN_TIMEOUT_SECONDS:
+        return int(raw)
+    problems.append(
+        f"DRAIN_TIMEOUT_SECONDS={raw[:40]!r} must be a whole number of seconds from 1 to "
+        f"{MAX_DRAIN_TIMEOUT_SECONDS}: how long calls may go on after a stop signal"
+    )
     return default
 
 
@@ -503,6 +526,7 @@ def parse_settings(
         worker_http_port=_whole_number(env, "WORKER_HTTP_PORT", None, problems, high=65535),
         worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)
         or 0,
+        drain_timeout_seconds=_drain_timeout(env, problems),
     )
     if deep_checks:
         problems.extend(_telephony_depth_problems(settings))

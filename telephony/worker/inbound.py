@@ -15,6 +15,7 @@ from telephony.call.keypad import attach_keypad
 from telephony.call.noise_cancellation import caller_noise_filter
 from telephony.call.provider_faults import apologize_on_provider_failure
 from telephony.call.room import wait_for_caller
+from telephony.call.worker_stop import cut_call_when_worker_stops
 from telephony.domain.contacts import look_up_caller
 from telephony.records.model import Outcome
 from telephony.worker.call_job import CallJob
@@ -60,3 +61,4 @@ async def answer_call(job: CallJob, dispatch_context: Mapping[str, str]) -> None
     apologize_on_provider_failure(session, state)
     attach_keypad(session, state, config.keypad_menu)
     watch_call_limits(session, state)
+    cut_call_when_worker_stops(session, state)

@@ -17,6 +17,7 @@ from telephony.call.ending import hang_up_when_session_closes
 from telephony.call.keypad import attach_keypad
 from telephony.call.provider_faults import apologize_on_provider_failure
 from telephony.call.room import dialed_participant_identity
+from telephony.call.worker_stop import cut_call_when_worker_stops
 from telephony.domain.contacts import look_up_caller
 from telephony.domain.dial_request import DialRequest
 from telephony.records.model import Outcome
@@ -98,6 +99,7 @@ async def dial_and_converse(
     job.recorder.watch_line(ctx.room, identity)
     # Ringing does not count towards the time limit.
     watch_call_limits(session, state)
+    cut_call_when_worker_stops(session, state)
     # The SIP participant now carries the call id, our number and the trunk.
     if participant := ctx.room.remote_participants.get(identity):
         state.update_context(call_context_from_participant(participant, room_name=job.room_name))

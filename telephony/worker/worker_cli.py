@@ -4,21 +4,26 @@ The framework's CLI logs a failed worker ("worker failed": LiveKit unreachable a
 retries, credentials refused, the HTTP port taken) and then exits with status 0, so systemd,
 Kubernetes or Docker never restart it. Here every failure ends the process non-zero, and the
 settings (the `--url`/`--api-key`/`--api-secret` flags included) are checked before the
-framework starts anything.
+framework starts anything. A stop never drops a call silently and ends the process 0
+(`SupervisedServer.drain`, telephony.worker.stopping).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from livekit.agents import AgentServer, cli
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
 
 from telephony.domain.env_files import unknown_variables
 from telephony.domain.prompts import PromptError, Prompts
-from telephony.domain.settings import parse_settings
+from telephony.domain.settings import Settings, parse_settings
+from telephony.worker.stopping import drain_then_cut
 
 WORKER_COMMANDS = ("dev", "start", "connect", "console")
 # The framework's flags that stand in for a variable; they get the same checks.
@@ -30,12 +35,23 @@ FLAG_VARIABLES = {
 # What a supervisor sees: 1 for settings to fix, 2 for a worker that failed while running.
 EXIT_BAD_SETTINGS = 1
 EXIT_WORKER_FAILED = 2
+DEFAULT_DRAIN_TIMEOUT = Settings.drain_timeout_seconds
 
 
 class SupervisedServer(AgentServer):
-    """An AgentServer that remembers why it stopped, so the process can say so."""
+    """An AgentServer that remembers why it stopped, so the process can say so, and that
+    stops without dropping a call (telephony.worker.stopping)."""
 
     failure: BaseException | None = None
+
+    def __init__(self, *args: Any, drain_timeout: int = DEFAULT_DRAIN_TIMEOUT, **kwargs: Any):
+        super().__init__(*args, drain_timeout=drain_timeout, **kwargs)
+        self.drain_timeout_seconds = drain_timeout
+
+    async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:
+        """The CLI's stop: drain, then cut the calls left with a goodbye, never os._exit."""
+        limit = timeout if is_given(timeout) else self.drain_timeout_seconds
+        await drain_then_cut(self, functools.partial(super().drain, None), limit)
 
     async def run(self, *args: Any, **kwargs: Any) -> None:
         try:

@@ -840,6 +840,11 @@ class LiveKitServerStandin(LocalServer):
 
     # -- request handling
 
+    async def handle(self, http: web.Request) -> web.Response:
+        """Answer one server API request; another stand-in serving the API on its own port
+        (the worker endpoint's, as livekit-server serves both) routes requests here."""
+        return await self._handle(http)
+
     async def _handle(self, http: web.Request) -> web.Response:
         received_at = time.monotonic()
         try:

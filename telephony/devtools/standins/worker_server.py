@@ -19,10 +19,14 @@ An agent worker (``python agent.py start``) talks to it exactly as it talks to l
   ``assignment`` (a ``JobAssignment`` with a room token) and the worker launches the job in a
   process that joins the room over WebRTC.
 
-This stand-in stops before the assignment: a job process would try to join a real room,
+``dispatch_job`` stops before the assignment: a job process would try to join a real room,
 which cannot work offline. A worker that accepted logs "assignment for job ... timed out"
 7.5 s later, which is harmless, but a SIGTERM in those 7.5 s waits for that time-out before
-the worker exits (a production-mode worker drains pending jobs first).
+the worker exits (a production-mode worker drains pending jobs first). ``assign_job`` goes
+on to send the assignment, for a worker whose entrypoint does not connect to the room (a
+test's); the worker then runs the job in a job process, as in production. Given a
+``LiveKitServerStandin`` as ``server_api``, the stand-in also answers the server API
+(``/twirp/...``) on its port, as livekit-server does, so a job's ``ctx.api`` reaches it.
 
 As on livekit-server, a ``WorkerPing`` is answered with a ``WorkerPong``; livekit-agents 1.x
 sends none and relies on websocket-level heartbeats (every 30 s), which aiohttp answers.
@@ -54,6 +58,7 @@ from livekit import api
 from livekit.api.access_token import Claims  # not re-exported by livekit.api
 from livekit.protocol import agent, models
 
+from telephony.devtools.standins.livekit_server import LiveKitServerStandin
 from telephony.devtools.standins.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
@@ -162,10 +167,15 @@ class WorkerServerStandin(LocalServer):
     shutdown_timeout = SHUTDOWN_TIMEOUT
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, api_secret: str = DEFAULT_API_SECRET
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        api_secret: str = DEFAULT_API_SECRET,
+        *,
+        server_api: LiveKitServerStandin | None = None,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
+        self.server_api = server_api
         self._verifier = api.TokenVerifier(api_key, api_secret)
         self.server_info = models.ServerInfo(
             edition=models.ServerInfo.Standard,
@@ -188,6 +198,8 @@ class WorkerServerStandin(LocalServer):
 
     def _make_app(self) -> web.Application:
         app = web.Application()
+        if self.server_api is not None:
+            app.router.add_post("/twirp/{tail:.*}", self.server_api.handle)
         app.router.add_get("/{tail:.*}", self._handle)
         return app
 
@@ -363,6 +375,29 @@ class WorkerServerStandin(LocalServer):
                 )
             except TimeoutError:
                 return answer
+
+    async def assign_job(
+        self, agent_name: str, room_name: str, metadata: str = "", *, timeout: float = 15.0
+    ) -> agent.AvailabilityResponse:
+        """``dispatch_job``, then, once a worker accepted, the assignment livekit-server
+        sends: the job and a token to join its room as the identity the worker chose."""
+        answer = await self.dispatch_job(agent_name, room_name, metadata, timeout=timeout)
+        if not answer.available:
+            return answer
+        offer = self.offers[-1]
+        worker = self._worker_by_id(offer.worker_id)
+        if worker is None:
+            raise ConnectionError(f"the worker that accepted job {answer.job_id} has gone")
+        token = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(answer.participant_identity)
+            .with_kind("agent")
+            .with_grants(api.VideoGrants(room_join=True, room=room_name, agent=True))
+            .to_jwt()
+        )
+        assignment = agent.JobAssignment(job=offer.request.job, token=token)
+        await self._send(worker, agent.ServerMessage(assignment=assignment))
+        return answer
 
     def describe_workers(self) -> str:
         """The connected workers' names, last reported status and load, for error messages."""
