@@ -6,6 +6,7 @@ from telephony.domain.phone_numbers import InvalidDestination
 from telephony.domain.settings import (
     DEFAULT_AGENT_NAME,
     SettingsError,
+    parse_settings,
     parse_transfer_destinations,
     read_settings,
 )
@@ -206,3 +207,17 @@ def test_the_failure_transfer_takes_a_destination_name_or_a_number():
     (line,) = e.value.problems
     assert line.startswith("PROVIDER_FAILURE_TRANSFER 'reception' is not a transfer destination")
     assert line.endswith("(or name one of TRANSFER_DESTINATIONS: front-desk)")
+
+
+@pytest.mark.parametrize(
+    "target", ["sip:desk\x00@pbx.example.com", "sip:desk@pbx.example.com<x>", "sip:a@b\u202ec"]
+)
+def test_transfer_settings_refuse_what_job_metadata_refuses(target):
+    """One grammar for every transfer destination: TRANSFER_DESTINATIONS and
+    PROVIDER_FAILURE_TRANSFER refuse the URIs job metadata refuses."""
+    with pytest.raises(InvalidDestination, match="not a transfer destination"):
+        parse_transfer_destinations(f"desk={target}")
+    problems = parse_settings({**COMPLETE, "PROVIDER_FAILURE_TRANSFER": target})[1]
+    assert any(
+        "PROVIDER_FAILURE_TRANSFER" in p and "not a transfer destination" in p for p in problems
+    )

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from telephony.domain.bounded_json import MAX_FILE_BYTES, JsonLimitError, loads_bounded
 from telephony.domain.paths import PROJECT_ROOT
 from telephony.domain.phone_numbers import InvalidDestination, human_number, is_e164, mask_number
 
@@ -113,9 +114,15 @@ def _add(
 
 def _read_text(path: Path, shown: str) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ContactsError(f"CONTACTS_FILE {shown} cannot be read ({e.strerror or e})") from e
+    if len(data) > MAX_FILE_BYTES:
+        raise ContactsError(
+            f"CONTACTS_FILE {shown} is larger than {MAX_FILE_BYTES:,} bytes, the most that is "
+            "read: is it the right file? (for more contacts, use CONTACT_LOOKUP)"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -176,11 +183,9 @@ def _parse_json(text: str, shown: str) -> dict[str, dict[str, str]]:
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ContactsError(
-            f"CONTACTS_FILE {shown} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-        ) from e
+        data = loads_bounded(text, max_chars=MAX_FILE_BYTES)
+    except JsonLimitError as e:
+        raise ContactsError(f"CONTACTS_FILE {shown} {e}") from None
     contacts: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
     if isinstance(data, list):
