@@ -65,33 +65,37 @@ def loads_bounded(text: str, *, max_chars: int, max_depth: int = MAX_DEPTH) -> A
         raise JsonLimitError(f"nests too deep; at most {max_depth} levels") from None
 
 
-class JsonFileError(ValueError):
-    """A JSON file that cannot be used: one line naming the file and what to fix."""
+class InputFileError(ValueError):
+    """A file from outside that cannot be used: one line naming the file and what to fix."""
 
 
-def read_json_file(
-    path: Path, *, name: str, max_bytes: int = MAX_FILE_BYTES, max_depth: int = MAX_DEPTH
-) -> Any:
-    """The JSON value in `path` (UTF-8, a BOM allowed), or JsonFileError whose message starts
-    with `name`, how the user knows the file (e.g. "CONTACTS_FILE contacts.json")."""
+def read_text_file(
+    path: Path, *, name: str, max_bytes: int = MAX_FILE_BYTES, utf8_fix: str = "save it as UTF-8"
+) -> str:
+    """The text of `path` (UTF-8, a BOM allowed), or InputFileError whose message starts with
+    `name`, how the user knows the file (e.g. "CONTACTS_FILE contacts.json")."""
     try:
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as e:
-        raise JsonFileError(f"{name} cannot be read ({e.strerror or e})") from None
+        raise InputFileError(f"{name} cannot be read ({e.strerror or e})") from None
     if len(data) > max_bytes:
-        raise JsonFileError(
+        raise InputFileError(
             f"{name} is larger than {max_bytes:,} bytes, the most that is read: "
             "is it the right file?"
         )
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise JsonFileError(
-            f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
-            "save it as UTF-8"
+        raise InputFileError(
+            f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): {utf8_fix}"
         ) from None
+
+
+def read_json_file(path: Path, *, name: str, max_depth: int = MAX_DEPTH) -> Any:
+    """The JSON value in `path`, or InputFileError (see read_text_file)."""
+    text = read_text_file(path, name=name)
     try:
-        return loads_bounded(text, max_chars=max_bytes, max_depth=max_depth)
+        return loads_bounded(text, max_chars=MAX_FILE_BYTES, max_depth=max_depth)
     except JsonLimitError as e:
-        raise JsonFileError(f"{name} {e}") from None
+        raise InputFileError(f"{name} {e}") from None

@@ -28,7 +28,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telephony.domain.bounded_json import MAX_FILE_BYTES, JsonLimitError, loads_bounded
+from telephony.domain.bounded_json import (
+    MAX_FILE_BYTES,
+    InputFileError,
+    JsonLimitError,
+    loads_bounded,
+    read_text_file,
+)
 from telephony.domain.paths import PROJECT_ROOT
 from telephony.domain.phone_numbers import InvalidDestination, human_number, is_e164, mask_number
 
@@ -114,22 +120,11 @@ def _add(
 
 def _read_text(path: Path, shown: str) -> str:
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise ContactsError(f"CONTACTS_FILE {shown} cannot be read ({e.strerror or e})") from e
-    if len(data) > MAX_FILE_BYTES:
-        raise ContactsError(
-            f"CONTACTS_FILE {shown} is larger than {MAX_FILE_BYTES:,} bytes, the most that is "
-            "read: is it the right file? (for more contacts, use CONTACT_LOOKUP)"
+        return read_text_file(
+            path, name=f"CONTACTS_FILE {shown}", utf8_fix="save it as UTF-8 (in Excel: CSV UTF-8)"
         )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ContactsError(
-            f"CONTACTS_FILE {shown} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
-            f"{e.start}): save it as UTF-8 (in Excel: CSV UTF-8)"
-        ) from e
+    except InputFileError as e:
+        raise ContactsError(str(e)) from None
 
 
 def _parse_csv(text: str, shown: str) -> dict[str, dict[str, str]]:

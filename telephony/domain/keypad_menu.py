@@ -31,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from telephony.domain.bounded_json import JsonFileError, read_json_file
+from telephony.domain.bounded_json import InputFileError, read_json_file
 from telephony.domain.dial_request import CALL_TRANSFER_TARGET
 
 # Only the type: settings checks load this module while telephony.domain.settings loads.
@@ -77,7 +77,7 @@ def load_menu(path: Path) -> DtmfMenu:
     """Read and check a menu file; raise MenuError listing every problem in it."""
     try:
         data = read_json_file(Path(path), name="the menu file")
-    except JsonFileError as e:
+    except InputFileError as e:
         raise MenuError([str(e)]) from None
     return parse_menu(data)
 

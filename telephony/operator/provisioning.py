@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from livekit import api
 
-from telephony.domain.bounded_json import JsonFileError, read_json_file
+from telephony.domain.bounded_json import InputFileError, read_json_file
 from telephony.domain.placeholders import is_fictional_number, is_placeholder, placeholder_problem
 from telephony.domain.settings import PROJECT_ROOT, Settings, agent_name_from_env
 
@@ -165,7 +165,7 @@ def _read_json(path: Path) -> Any:
     shown = _display_path(path)
     try:
         data = read_json_file(path, name=shown)
-    except JsonFileError as e:
+    except InputFileError as e:
         raise FileProblem(str(e)) from None
     if not isinstance(data, dict):
         raise FileProblem(f"{shown}: expected a JSON object, as `lk` takes")
