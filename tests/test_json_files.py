@@ -6,6 +6,7 @@ and `status` run, `python -m telephony setup --dry-run`), never a traceback."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from telephony.domain.bounded_json import MAX_DEPTH, MAX_FILE_BYTES
 from telephony.domain.settings import parse_settings
 from telephony.operator import provisioning
+from telephony.operator.campaign import STATE_FORMAT_VERSION, CampaignState, CampaignStateError
 from telephony.operator.cli import main
 from tests.test_setup_status import copy_shipped_files, fill_in
 
@@ -91,3 +93,16 @@ def test_files_at_the_depth_bound_are_read(tmp_path):
     problems = parse_settings({"DTMF_MENU_FILE": str(path)})[1]
     assert problems and all("levels deep" not in p for p in problems)
     assert '"prompt" must be the menu in words' in problems[0]
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge-int"])
+def test_a_hostile_campaign_state_line_is_one_line_naming_the_file(tmp_path, kind):
+    """The campaign's state file (read by `campaign` and its --dry-run) is JSON lines."""
+    content, why = HOSTILE[kind]
+    header = json.dumps({"event": "campaign", "version": STATE_FORMAT_VERSION})
+    path = write(tmp_path / "campaign.csv.state", f"{header}\n{content}\n")
+    with pytest.raises(CampaignStateError) as caught:
+        CampaignState.read(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} line 2 is not a campaign state line") and why in message
+    assert "\n" not in message

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from telephony.domain.bounded_json import MAX_FILE_BYTES, loads_bounded
 from telephony.domain.business_hours import Schedule
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, normalize_number, require_e164
@@ -434,7 +435,7 @@ def _replay(path: Path, data: bytes) -> tuple[dict[str, RowProgress], int]:
         if not raw.strip():
             continue
         try:
-            event = json.loads(raw)
+            event = loads_bounded(raw.decode("utf-8"), max_chars=MAX_FILE_BYTES)
             if not isinstance(event, dict):
                 raise ValueError("not an object")
             if number == 1:
