@@ -135,8 +135,119 @@ def test_inbound_metadata_becomes_context_for_the_call():
 
 @pytest.mark.parametrize(
     ("metadata", "why"),
-    [("hello", "not JSON"), ('["a"]', "a JSON list"), ('"text"', "a JSON str")],
+    [("hello", "not valid JSON"), ('["a"]', "a JSON list"), ('"text"', "a JSON str")],
 )
 def test_metadata_that_is_no_object_is_ignored_with_a_reason(metadata, why):
     read = read_job_metadata(metadata)
     assert read.dial is None and read.context == {} and why in read.ignored
+
+
+# ---------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize(
+    ("metadata", "why"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "is 200,000 characters long; at most 64,000"),
+        ("[" * 30_000 + "]" * 30_000, "nests 30,000 levels deep; at most 16"),
+        ('{"a": ' + "[" * 16 + "]" * 16 + "}", "nests 17 levels deep"),
+        ('{"visits": ' + "9" * 4301 + "}", "a number 4,301 digits long; at most 100"),
+        ('{"visits": -' + "9" * 101 + "}", "a number 101 digits long"),
+    ],
+)
+def test_oversized_metadata_is_ignored_for_a_call_we_answer(metadata, why):
+    read = read_job_metadata(metadata)
+    assert read.dial is None and read.context == {} and why in read.ignored
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        '{"phone_number": "+15105550123", "context": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"phone_number": "+15105550123", "context": {"n": ' + "9" * 5000 + "}}",
+        '{"phone_number": ' + "1" * 4301 + "}",
+    ],
+)
+def test_oversized_dial_request_is_refused_in_one_line(metadata):
+    with pytest.raises(InvalidMetadata) as caught:
+        read_job_metadata(metadata)
+    message = str(caught.value)
+    assert message.startswith("job metadata ") and "at most" in message and len(message) < 200
+
+
+def test_inbound_context_is_cut_to_its_bounds():
+    read = read_job_metadata(json.dumps({"k" * 100: "v" * 1000, **{f"x{i}": i for i in range(60)}}))
+    assert len(read.context) == 50
+    assert read.context["k" * 64] == "v" * 500
+
+
+@pytest.mark.parametrize(
+    ("context", "why"),
+    [
+        ({f"k{i}": "v" for i in range(51)}, "context has 51 keys; at most 50"),
+        ({"note": "x" * 501}, "context 'note' is 501 characters long; at most 500"),
+        ({"k" * 65: "v"}, "is 65 characters long; at most 64"),
+        ({"n": {"deep": 1}}, "must be text"),
+        ({f"k{i}": "x" * 20_000 for i in range(50)}, "characters long; at most 64,000"),
+    ],
+)
+def test_outbound_context_has_the_same_limits_as_inbound(context, why):
+    """An outbound context took 1 MB and 500 keys; it now keeps to an inbound call's bounds."""
+    with pytest.raises(InvalidMetadata, match=why):
+        parse_dial_request(json.dumps({"phone_number": "+15105550123", "context": context}))
+
+
+def test_context_at_its_bounds_is_kept():
+    context = {f"{i:02d}" + "k" * 62: "v" * 500 for i in range(50)}
+    request = parse_dial_request(json.dumps({"phone_number": "+15105550123", "context": context}))
+    assert request and request.context == context
+
+
+@pytest.mark.parametrize(
+    ("transfer_to", "expected"),
+    [
+        ("+15105550199", "tel:+15105550199"),
+        ("tel:+15105550199", "tel:+15105550199"),
+        ("sip:desk@pbx.example.com", "sip:desk@pbx.example.com"),
+        ("sip:+15105550199@sip.example.com:5061", "sip:+15105550199@sip.example.com:5061"),
+        ("sip:front.desk_2@10.0.0.12", "sip:front.desk_2@10.0.0.12"),
+    ],
+)
+def test_transfer_to_takes_tel_and_sip_uris(transfer_to, expected):
+    request = parse_dial_request(
+        json.dumps({"phone_number": "+15105550123", "transfer_to": transfer_to})
+    )
+    assert request and request.transfer_to == expected
+
+
+BAD_TRANSFER_URIS = [
+    "sip:desk\x00@pbx.example.com",
+    "sip:desk\x7f@pbx.example.com",
+    "sip:desk@pbx.example.com<sip:evil@x>",
+    'sip:desk"@pbx.example.com',
+    "sip:desk@pbx\u202emoc.example",
+    "sip:front desk@pbx.example.com",
+    "sip:desk@pbx.example.com\r\nX-Evil: 1",
+    "sip:desk@pbx.example.com;transport=tcp",
+    "sip:desk@pbx.example.com:99999",
+    "sip:desk@pbx.example.com:0",
+    "sip:desk@-pbx.example.com",
+    "sip:desk@" + "a" * 64 + ".example.com",
+    "sip:" + "u" * 65 + "@pbx.example.com",
+    "sip:@pbx.example.com",
+    "sips:desk@pbx.example.com",
+    "SIP:desk@pbx.example.com",
+    "tel:+15105550199\n",
+    "tel:+1510555\u0660199",
+    "tel:15105550199",
+    " tel:+15105550199",
+]
+
+
+@pytest.mark.parametrize("transfer_to", BAD_TRANSFER_URIS)
+def test_transfer_to_refuses_anything_but_a_strict_tel_or_sip_uri(transfer_to):
+    """`transfer_to` took NUL, DEL, '<', '"' and U+202E into the SIP REFER."""
+    with pytest.raises(InvalidMetadata) as caught:
+        parse_dial_request(json.dumps({"phone_number": "+15105550123", "transfer_to": transfer_to}))
+    assert "transfer_to" in str(caught.value)
+    assert "\n" not in str(caught.value) and "\u202e" not in str(caught.value)

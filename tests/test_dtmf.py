@@ -112,7 +112,7 @@ def test_bad_json_names_the_place(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MenuError, match="cannot read the menu file"):
+    with pytest.raises(MenuError, match="the menu file cannot be read"):
         load_menu(tmp_path / "nope.json")
 
 

@@ -312,7 +312,29 @@ async def test_inbound_job_with_metadata_that_is_not_an_object_is_still_answered
     async with job(monkeypatch, livekit_server, openai_server, metadata="vip caller") as run:
         await caller_joins_and_is_greeted(run, openai_server)
         assert livekit_server.calls("DeleteRoom") == []
-        assert "job metadata in room" in caplog.text and "not JSON" in caplog.text
+        assert "job metadata in room" in caplog.text and "not valid JSON" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("metadata", "why"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "at most 64,000"),
+        ('{"tier": ' + "[" * 10_000 + "]" * 10_000 + "}", "nests 10,001 levels deep"),
+        ('{"tier": "gold", "visits": ' + "9" * 4301 + "}", "a number 4,301 digits long"),
+    ],
+)
+async def test_inbound_caller_is_answered_whatever_the_metadata(
+    monkeypatch, livekit_server, openai_server, caplog, metadata, why
+):
+    """Metadata nested 100,000 deep or holding an integer Python will not read raised out of
+    the metadata reader, and the job ended `failed`: the caller was hung up on."""
+    caplog.set_level(logging.WARNING, logger="agent")
+    async with job(monkeypatch, livekit_server, openai_server, metadata=metadata) as run:
+        await caller_joins_and_is_greeted(run, openai_server)
+        assert livekit_server.calls("DeleteRoom") == []
+        assert run.shutdown_reasons == []
+        (warning,) = [r.getMessage() for r in caplog.records if "job metadata" in r.getMessage()]
+        assert "ignored" in warning and why in warning
 
 
 async def test_a_crash_in_the_call_flow_hangs_up_instead_of_leaving_silence(

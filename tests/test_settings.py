@@ -6,6 +6,7 @@ from telephony.domain.phone_numbers import InvalidDestination
 from telephony.domain.settings import (
     DEFAULT_AGENT_NAME,
     SettingsError,
+    parse_settings,
     parse_transfer_destinations,
     read_settings,
     worker_options,
@@ -223,4 +224,18 @@ def test_the_drain_timeout_reaches_the_worker():
     assert (
         SupervisedServer(**worker_options({"DRAIN_TIMEOUT_SECONDS": "45"})).drain_timeout_seconds
         == 45
+    )
+
+
+@pytest.mark.parametrize(
+    "target", ["sip:desk\x00@pbx.example.com", "sip:desk@pbx.example.com<x>", "sip:a@b\u202ec"]
+)
+def test_transfer_settings_refuse_what_job_metadata_refuses(target):
+    """One grammar for every transfer destination: TRANSFER_DESTINATIONS and
+    PROVIDER_FAILURE_TRANSFER refuse the URIs job metadata refuses."""
+    with pytest.raises(InvalidDestination, match="not a transfer destination"):
+        parse_transfer_destinations(f"desk={target}")
+    problems = parse_settings({**COMPLETE, "PROVIDER_FAILURE_TRANSFER": target})[1]
+    assert any(
+        "PROVIDER_FAILURE_TRANSFER" in p and "not a transfer destination" in p for p in problems
     )

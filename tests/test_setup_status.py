@@ -295,8 +295,8 @@ async def test_broken_json_is_one_line_with_file_line_and_column(
 
     assert result.code == 2
     assert result.err.splitlines() == [
-        f"error: {files[provisioning.OUTBOUND]}, line 3, column 17: broken JSON: Expecting "
-        "property name enclosed in double quotes"
+        f"error: {files[provisioning.OUTBOUND]} is not valid JSON (Expecting property name "
+        "enclosed in double quotes at line 3 column 17)"
     ]
     assert livekit_server.requests == []
 

@@ -26,6 +26,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from telephony.domain.bounded_json import (
+    MAX_FILE_BYTES,
+    InputFileError,
+    JsonLimitError,
+    loads_bounded,
+    read_text_file,
+)
 from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.paths import PROJECT_ROOT
 from telephony.domain.phone_numbers import InvalidDestination, human_number, is_e164, mask_number
@@ -112,16 +119,11 @@ def _add(
 
 def _read_text(path: Path, shown: str) -> str:
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ContactsError(f"CONTACTS_FILE {shown} cannot be read ({e.strerror or e})") from e
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ContactsError(
-            f"CONTACTS_FILE {shown} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
-            f"{e.start}): save it as UTF-8 (in Excel: CSV UTF-8)"
-        ) from e
+        return read_text_file(
+            path, name=f"CONTACTS_FILE {shown}", utf8_fix="save it as UTF-8 (in Excel: CSV UTF-8)"
+        )
+    except InputFileError as e:
+        raise ContactsError(str(e)) from None
 
 
 def _parse_csv(text: str, shown: str) -> dict[str, dict[str, str]]:
@@ -172,11 +174,9 @@ def _parse_json(text: str, shown: str) -> dict[str, dict[str, str]]:
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ContactsError(
-            f"CONTACTS_FILE {shown} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-        ) from e
+        data = loads_bounded(text, max_chars=MAX_FILE_BYTES)
+    except JsonLimitError as e:
+        raise ContactsError(f"CONTACTS_FILE {shown} {e}") from None
     contacts: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
     if isinstance(data, list):

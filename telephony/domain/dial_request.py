@@ -11,6 +11,11 @@ Dial request keys: `phone_number` (E.164, required), `transfer_to` (a number or 
 this call's "default" transfer), `dtmf` (keys LiveKit plays once the call is answered, to
 reach an extension: digits, `*`, `#`, and `w` for a half-second pause, e.g. "ww1234#"),
 `force` and `context`.
+
+Limits (a dispatcher's typo or a hostile value never crashes the job): the metadata is at
+most 64,000 characters and 16 levels deep, numbers at most 100 digits; context (inbound or a
+dial request's) at most 50 keys of 64 characters, values of 500. Past a limit, a dial request
+is refused (InvalidMetadata) and other metadata is ignored with a reason.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from telephony.domain.phone_numbers import InvalidDestination, require_e164, transfer_uri
+from telephony.domain.bounded_json import JsonLimitError, loads_bounded
+from telephony.domain.phone_numbers import InvalidDestination, quoted, require_e164, transfer_uri
 
 
 class InvalidMetadata(ValueError):
@@ -64,8 +70,13 @@ CALL_TRANSFER_TARGET = "default"
 
 # A dial request's key: its presence, even in broken JSON, makes the job a call to place.
 DIAL_KEY = "phone_number"
-# Bounds on an inbound job's context, which ends up in the LLM's instructions.
+# Bounds on the metadata as a whole: LiveKit carries it in every job message.
+MAX_METADATA_CHARS = 64_000
+MAX_METADATA_DEPTH = 16
+# Bounds on a call's context (inbound, or a dial request's), which ends up in the LLM's
+# instructions: an inbound call's is cut to them, a dial request's must keep within them.
 MAX_CONTEXT_ITEMS = 50
+MAX_CONTEXT_KEY_LENGTH = 64
 MAX_CONTEXT_VALUE_LENGTH = 500
 
 
@@ -74,14 +85,11 @@ def read_job_metadata(metadata: str | None) -> JobMetadata:
     if metadata is None or not metadata.strip():
         return JobMetadata()
     try:
-        data = json.loads(metadata)
-    except json.JSONDecodeError as e:
+        data = loads_bounded(metadata, max_chars=MAX_METADATA_CHARS, max_depth=MAX_METADATA_DEPTH)
+    except JsonLimitError as e:
         if DIAL_KEY in metadata:
-            raise InvalidMetadata(
-                f"job metadata is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
-                f"expected an object like {_EXAMPLE}"
-            ) from None
-        return JobMetadata(ignored="it is not JSON")
+            raise InvalidMetadata(f"job metadata {e}; expected an object like {_EXAMPLE}") from None
+        return JobMetadata(ignored=f"it {e}")
     if not isinstance(data, dict):
         return JobMetadata(ignored=f"it is a JSON {type(data).__name__}, not an object")
     if DIAL_KEY not in data:
@@ -100,21 +108,25 @@ def _inbound_context(data: Mapping[str, object]) -> dict[str, str]:
     for key, value in list(data.items())[:MAX_CONTEXT_ITEMS]:
         if value is None:
             continue
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, (dict, list)):
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        else:
-            text = str(value)
-        context[str(key)] = text[:MAX_CONTEXT_VALUE_LENGTH]
+        context[key[:MAX_CONTEXT_KEY_LENGTH]] = _text(value)[:MAX_CONTEXT_VALUE_LENGTH]
     return context
+
+
+def _text(value: object) -> str:
+    """A JSON value as the agent reads it: true/false, numbers as written, nested as JSON."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
 
 
 def _dial_request(data: Mapping[str, object]) -> DialRequest:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise InvalidMetadata(
-            f"job metadata has unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"job metadata has unknown key(s) {', '.join(map(quoted, unknown[:5]))}{more}; "
             f"known keys: {', '.join(sorted(_KNOWN_KEYS))}"
         )
     try:
@@ -147,13 +159,28 @@ def _context(value: object) -> dict[str, str]:
             'job metadata: context must be an object like {"name": "Dana"}, '
             f"got {type(value).__name__}"
         )
+    if len(value) > MAX_CONTEXT_ITEMS:
+        raise InvalidMetadata(
+            f"job metadata: context has {len(value)} keys; at most {MAX_CONTEXT_ITEMS} are allowed"
+        )
     context: dict[str, str] = {}
     for key, item in value.items():
+        if len(key) > MAX_CONTEXT_KEY_LENGTH:
+            raise InvalidMetadata(
+                f"job metadata: context key {quoted(key)} is {len(key)} characters long; "
+                f"at most {MAX_CONTEXT_KEY_LENGTH} are allowed"
+            )
         if isinstance(item, (dict, list)) or item is None:
             raise InvalidMetadata(
                 f"job metadata: context {key!r} must be text, a number or true/false"
             )
-        context[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+        text = _text(item)
+        if len(text) > MAX_CONTEXT_VALUE_LENGTH:
+            raise InvalidMetadata(
+                f"job metadata: context {key!r} is {len(text)} characters long; "
+                f"at most {MAX_CONTEXT_VALUE_LENGTH} are allowed"
+            )
+        context[key] = text
     return context
 
 
@@ -167,12 +194,12 @@ def _dtmf(value: object) -> str:
         )
     if not _DTMF.fullmatch(value):
         raise InvalidMetadata(
-            f"job metadata: dtmf {value!r} may only contain digits, *, # and w "
+            f"job metadata: dtmf {quoted(value)} may only contain digits, *, # and w "
             "(a half-second pause)"
         )
     if len(value) > MAX_DTMF_LENGTH:
         raise InvalidMetadata(
-            f"job metadata: dtmf {value!r} is {len(value)} characters long; "
+            f"job metadata: dtmf {quoted(value)} is {len(value)} characters long; "
             f"at most {MAX_DTMF_LENGTH} are allowed"
         )
     return value

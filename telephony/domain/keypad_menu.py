@@ -24,7 +24,6 @@ A JSON object::
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from telephony.domain.bounded_json import InputFileError, read_json_file
 from telephony.domain.dial_request import CALL_TRANSFER_TARGET
 
 # Only the type: settings checks load this module while telephony.domain.settings loads.
@@ -76,13 +76,9 @@ class DtmfMenu:
 def load_menu(path: Path) -> DtmfMenu:
     """Read and check a menu file; raise MenuError listing every problem in it."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise MenuError([f"cannot read the menu file: {e}"]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise MenuError([f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"]) from None
+        data = read_json_file(Path(path), name="the menu file")
+    except InputFileError as e:
+        raise MenuError([str(e)]) from None
     return parse_menu(data)
 
 

@@ -17,8 +17,15 @@ from phonenumbers import NumberParseException, ValidationResult
 # What we dial and store: a plus, then ASCII digits only (the country code does not start with 0).
 _E164_FORM = re.compile(r"\+[1-9][0-9]{6,14}")
 # What a SIP REFER may carry: "tel:+E164" for PSTN providers (Twilio, Telnyx),
-# "sip:user@host" for PBXes (Asterisk, FreeSWITCH).
-_SIP_URI = re.compile(r"sips?:[^@\s]+@[^@\s]+")
+# "sip:user@host[:port]" for PBXes (Asterisk, FreeSWITCH). Strict: ASCII letters, digits and
+# a few marks only, so no quote, '<', control or bidi character reaches a SIP header.
+_SIP_USER = r"[A-Za-z0-9_.!~*+-]{1,64}"
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SIP_URI = re.compile(
+    rf"sip:{_SIP_USER}@(?P<host>{_HOST_LABEL}(?:\.{_HOST_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?",
+    re.ASCII,
+)
+MAX_HOST_LENGTH = 253
 # Separators people write inside numbers: '+1 (510) 555-0123', '+1.510.555.0123'.
 _PUNCTUATION = str.maketrans("", "", " -.()\u00a0\t")
 _EXAMPLE = "'+15105550123'"
@@ -33,6 +40,13 @@ _WHY_NOT_POSSIBLE = {
 
 class InvalidDestination(ValueError):
     """A phone number or transfer destination that cannot be dialed."""
+
+
+def quoted(value: str, limit: int = 40) -> str:
+    """`value` for a message: repr (controls and bidi marks escaped), cut to `limit`."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def invalid_number_reason(number: str) -> str | None:
@@ -61,7 +75,7 @@ def require_e164(number: object, *, field: str) -> str:
             f"{field} must be a string like {_EXAMPLE}, got {type(number).__name__}"
         )
     if reason := invalid_number_reason(number):
-        raise InvalidDestination(f"{field} {number!r} is not a valid phone number: {reason}")
+        raise InvalidDestination(f"{field} {quoted(number)} is not a valid phone number: {reason}")
     return number
 
 
@@ -76,26 +90,34 @@ def human_number(text: str, *, field: str) -> str:
     """A number typed or exported by a person (CLI, CSV, contacts): separators allowed."""
     number = normalize_number(text)
     if reason := invalid_number_reason(number):
-        raise InvalidDestination(f"{field} {text.strip()!r} is not a valid phone number: {reason}")
+        raise InvalidDestination(
+            f"{field} {quoted(text.strip())} is not a valid phone number: {reason}"
+        )
     return number
 
 
 def transfer_uri(destination: object, *, field: str) -> str:
-    """Normalize a transfer destination to the URI a SIP REFER carries.
+    """Normalize a transfer destination to the URI a SIP REFER carries: the one grammar for
+    every destination (settings, job metadata, the CLI).
 
-    Accepts '+E164' (becomes 'tel:+E164'), 'tel:+E164' and 'sip:user@host'.
+    Accepts '+E164' (becomes 'tel:+E164'), 'tel:+E164' and 'sip:user@host[:port]'.
     """
     if not isinstance(destination, str):
         raise InvalidDestination(f"{field} must be a string, got {type(destination).__name__}")
-    value = destination.strip()
-    number = value.removeprefix("tel:")
+    number = destination.removeprefix("tel:")
     if number.startswith("+"):
         return "tel:" + require_e164(number, field=field)
-    if _SIP_URI.fullmatch(value):
-        return value
+    sip = _SIP_URI.fullmatch(destination)
+    if (
+        sip
+        and len(sip["host"]) <= MAX_HOST_LENGTH
+        and (sip["port"] is None or 0 < int(sip["port"]) <= 65535)
+    ):
+        return destination
     raise InvalidDestination(
-        f"{field} {destination!r} is not a transfer destination: use '+15105550123', "
-        "'tel:+15105550123' or 'sip:user@host'"
+        f"{field} {quoted(destination)} is not a transfer destination: use '+15105550123', "
+        "'tel:+15105550123' or 'sip:user@host' (user: ASCII letters, digits and - _ . ! ~ * +; "
+        "host: a host name or IPv4 address, optionally :port)"
     )
 
 

@@ -341,7 +341,7 @@ def parse_transfer_destinations(raw: str) -> dict[str, str]:
             )
         if name in destinations:
             raise InvalidDestination(f"TRANSFER_DESTINATIONS names {name!r} twice")
-        destinations[name] = transfer_uri(target, field=f"TRANSFER_DESTINATIONS {name!r}")
+        destinations[name] = transfer_uri(target.strip(), field=f"TRANSFER_DESTINATIONS {name!r}")
     return destinations
 
 

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from telephony.domain.bounded_json import MAX_FILE_BYTES, loads_bounded
 from telephony.domain.business_hours import Schedule
 from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.dial_request import InvalidMetadata
@@ -473,7 +474,7 @@ def _replay(path: Path, data: bytes) -> tuple[dict[str, RowProgress], int]:
         if not raw.strip():
             continue
         try:
-            event = json.loads(raw)
+            event = loads_bounded(raw.decode("utf-8"), max_chars=MAX_FILE_BYTES)
             if not isinstance(event, dict):
                 raise ValueError("not an object")
             if number == 1:

@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from livekit import api
 
+from telephony.domain.bounded_json import InputFileError, read_json_file
 from telephony.domain.placeholders import is_fictional_number, is_placeholder, placeholder_problem
 from telephony.domain.settings import PROJECT_ROOT, Settings, agent_name_from_env
 
@@ -163,16 +164,9 @@ def load_setup(
 def _read_json(path: Path) -> Any:
     shown = _display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise FileProblem(f"cannot read {shown}: {reason}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FileProblem(
-            f"{shown}, line {e.lineno}, column {e.colno}: broken JSON: {e.msg}"
-        ) from None
+        data = read_json_file(path, name=shown)
+    except InputFileError as e:
+        raise FileProblem(str(e)) from None
     if not isinstance(data, dict):
         raise FileProblem(f"{shown}: expected a JSON object, as `lk` takes")
     return data

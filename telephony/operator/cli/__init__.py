@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None, groups: Sequence[ModuleType] = COMMA
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    _mask_numbers_in_logs()
     try:
         return int(args.run(args))
     except UsageError as e:
@@ -92,6 +93,15 @@ def run(groups: Sequence[ModuleType] = COMMAND_GROUPS) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
     sys.exit(code)
+
+
+def _mask_numbers_in_logs() -> None:
+    """What a command logs (warnings, through Python's last-resort handler) is masked as the
+    worker's logs are (MASK_PHONE_NUMBERS)."""
+    from telephony.domain.log_masking import install_phone_masking
+    from telephony.domain.settings import parse_settings
+
+    install_phone_masking(parse_settings(deep_checks=False)[0].mask_phone_numbers)
 
 
 def _error(message: str) -> None:
