@@ -67,12 +67,14 @@ server = SupervisedServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES, **
 
 @server.on("worker_started")
 def _on_worker_started() -> None:
-    """In the worker process: mask numbers in logs, and retry queued webhooks."""
+    """In the worker process: mask numbers in logs, retry queued webhooks, and keep the
+    records of job processes that died."""
     # The worker's log handlers exist from here on; job processes forward their records here.
     settings = parse_settings()[0]
     install_phone_masking(settings.mask_phone_numbers)
     # Webhooks still queued (earlier runs, failed sends) are retried from the worker process.
     start_background_delivery(settings)
+    worker_cli.keep_call_records(server, settings)
 
 
 async def save_call_record(ctx: JobContext) -> None:

@@ -27,6 +27,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROMPTS_DIR", str(TEST_PROMPTS))
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))
     monkeypatch.setenv("GREETING_AUDIO_DIR", str(tmp_path / "greeting-audio"))
+    # Records held in memory (telephony.records.holding) go to the test's folder too.
+    (tmp_path / "runtime").mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

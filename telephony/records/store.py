@@ -256,12 +256,15 @@ class CallStore:
 
     # -------------------------------------------------------------- records
 
-    def save(self, record: CallRecord, *, queue_webhook: bool = False) -> None:
+    def save(
+        self, record: CallRecord, *, queue_webhook: bool = False, over_finished: bool = True
+    ) -> None:
         """Insert or update the record (one row per record_id), in one transaction.
 
         queue_webhook=True (re)queues it for webhook delivery now, as a fresh delivery;
         otherwise its delivery state is left as it was. An `in-progress` record (written as
-        the call starts) never replaces a finished one, whichever write lands last.
+        the call starts) never replaces a finished one, whichever write lands last; nor does
+        any record with over_finished=False.
         """
         values = _row(record)
         outbox = _fresh_delivery(time.time()) if queue_webhook else {}
@@ -271,7 +274,9 @@ class CallStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=[calls.c.record_id],
             set_={**changed, **outbox},
-            where=only_over if record.outcome is Outcome.IN_PROGRESS else None,
+            where=None
+            if over_finished and record.outcome is not Outcome.IN_PROGRESS
+            else only_over,
         )
         with self._transaction(write=True) as conn:
             conn.execute(stmt)

@@ -14,11 +14,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from livekit.agents import AgentServer, cli
+from livekit.agents import cli
 
+from telephony.call.framework_compat import HealthCheckedServer, on_job_process_closed
 from telephony.domain.env_files import unknown_variables
 from telephony.domain.prompts import PromptError, Prompts
-from telephony.domain.settings import parse_settings
+from telephony.domain.settings import Settings, parse_settings
+from telephony.records.recovery import RecordKeeper
 
 WORKER_COMMANDS = ("dev", "start", "connect", "console")
 # The framework's flags that stand in for a variable; they get the same checks.
@@ -32,8 +34,9 @@ EXIT_BAD_SETTINGS = 1
 EXIT_WORKER_FAILED = 2
 
 
-class SupervisedServer(AgentServer):
-    """An AgentServer that remembers why it stopped, so the process can say so."""
+class SupervisedServer(HealthCheckedServer):
+    """An AgentServer that remembers why it stopped, so the process can say so; its health
+    check also reports what `add_health_check` adds (see keep_call_records)."""
 
     failure: BaseException | None = None
 
@@ -43,6 +46,17 @@ class SupervisedServer(AgentServer):
         except Exception as e:
             self.failure = e
             raise
+
+
+def keep_call_records(server: SupervisedServer, settings: Settings) -> RecordKeeper:
+    """In the worker process, once it has started: complete the record of every job process
+    that exits without finishing it (kill -9, OOM), move records held in memory to disk,
+    and fail the health check (503, with the reason) while records wait in memory."""
+    keeper = RecordKeeper(settings)
+    on_job_process_closed(server, keeper.job_process_ended)
+    server.add_health_check(keeper.problem)
+    keeper.start()
+    return keeper
 
 
 def command_of(argv: Sequence[str]) -> str:
