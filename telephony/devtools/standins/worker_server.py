@@ -19,8 +19,9 @@ An agent worker (``python agent.py start``) talks to it exactly as it talks to l
   ``assignment`` (a ``JobAssignment`` with a room token) and the worker launches the job in a
   process that joins the room over WebRTC.
 
-This stand-in stops before the assignment: a job process would try to join a real room,
-which cannot work offline. A worker that accepted logs "assignment for job ... timed out"
+This stand-in stops before the assignment unless asked (``assign_job``): a job process
+would try to join a real room, which cannot work offline, so only an entrypoint that never
+joins one runs on after an assignment. A worker that accepted logs "assignment for job ... timed out"
 7.5 s later, which is harmless, but a SIGTERM in those 7.5 s waits for that time-out before
 the worker exits (a production-mode worker drains pending jobs first).
 
@@ -363,6 +364,23 @@ class WorkerServerStandin(LocalServer):
                 )
             except TimeoutError:
                 return answer
+
+    async def assign_job(self, job_id: str) -> None:
+        """Send the assignment of a job a worker accepted (with a token to join its room),
+        as livekit-server does: the worker then launches the job in a job process."""
+        offer = next(o for o in reversed(self.offers) if o.request.job.id == job_id)
+        worker = self._worker_by_id(offer.worker_id)
+        if worker is None:
+            raise NoWorkerAvailable(f"the worker that accepted job {job_id} is gone")
+        job = offer.request.job
+        token = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(f"agent-{job_id}")
+            .with_grants(api.VideoGrants(room_join=True, room=job.room.name, agent=True))
+            .to_jwt()
+        )
+        assignment = agent.JobAssignment(job=job, token=token)
+        await self._send(worker, agent.ServerMessage(assignment=assignment))
 
     def describe_workers(self) -> str:
         """The connected workers' names, last reported status and load, for error messages."""
