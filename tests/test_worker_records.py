@@ -29,7 +29,7 @@ from tests.test_worker_registration import WorkerRun, worker_env
 
 pytestmark = pytest.mark.e2e
 
-STEP_TIMEOUT = 60.0  # a bound on each wait, not a measure: this machine is shared
+STEP_TIMEOUT = 90.0  # a bound on each wait, not a measure: test machines are shared
 
 
 @pytest.fixture
@@ -72,6 +72,16 @@ async def record_worker(server: WorkerServerStandin, **env: str) -> AsyncIterato
         print("\n".join(run.output))
 
 
+async def registered(worker: WorkerRun, server: WorkerServerStandin) -> None:
+    """Wait for the worker to register (a shared machine may take a while to start it)."""
+    exited = asyncio.ensure_future(worker.proc.wait())
+    try:
+        await eventually(lambda: exited.done() or server.registrations, "the registration")
+    finally:
+        exited.cancel()
+    assert worker.proc.returncode is None, "the worker exited before registering (output below)"
+
+
 async def eventually(found, what: str):  # type: ignore[no-untyped-def]
     """Poll `found()` (blocking, run in a thread) until it returns something truthy."""
     deadline = time.monotonic() + STEP_TIMEOUT
@@ -95,7 +105,7 @@ async def test_a_job_process_killed_mid_call_leaves_a_record_the_worker_complete
     store = CallStore.open(record_store_url)
     try:
         async with record_worker(worker_server, **env) as worker:
-            await worker.registration(worker_server)
+            await registered(worker, worker_server)
             answer = await worker_server.dispatch_job(AGENT_NAME, room_name="call-kill-9")
             assert answer.available
             await worker_server.assign_job(answer.job_id)
@@ -138,7 +148,7 @@ async def test_the_health_check_fails_while_records_are_held_in_memory(
     append_to_spool(holding_path(settings), make_record(1).to_dict())
 
     async with record_worker(worker_server, **env) as worker:
-        await worker.registration(worker_server)
+        await registered(worker, worker_server)
 
         def port() -> int | None:
             for line in worker.output:
