@@ -5,7 +5,9 @@ it is held in memory, retried, moved to disk by the worker, and reported meanwhi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from telephony.domain.settings import read_settings
 from telephony.operator.cli.status import record_checks
 from telephony.records import saving
 from telephony.records.holding import held_records, holding_path
-from telephony.records.model import CallRecord
+from telephony.records.ledger import JobLedger
+from telephony.records.model import CallRecord, Outcome
 from telephony.records.recovery import RecordKeeper
 from telephony.records.saving import save_record
 from telephony.records.spool import read_spool, spool_path
@@ -112,3 +115,32 @@ async def test_a_record_nothing_takes_is_kept_in_memory_and_retried_until_someth
     assert [line.record for line in read_spool(spool_path(settings))] == [a_call().to_dict()]
     assert "kept in memory, retrying" in caplog.text
     assert a_call().remote_number not in caplog.text
+
+
+def test_a_worker_starting_completes_the_calls_of_a_worker_that_died_on_this_host(
+    monkeypatch: pytest.MonkeyPatch, record_store_url: str, record_store: CallStore
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", record_store_url)
+    settings = read_settings()
+    dead_call = replace(make_record(1), outcome=Outcome.IN_PROGRESS)
+    live_call = replace(make_record(2), outcome=Outcome.IN_PROGRESS)
+    for record in (dead_call, live_call):
+        record_store.save(record)
+    # A worker killed with its calls: its list of running jobs, nobody holding its lock.
+    dead = JobLedger(settings)
+    dead.path = dead.path.with_name(dead.path.name.replace(f"-{os.getpid()}.", "-999999."))
+    dead.path.write_text(f"{dead_call.job_id}\n")
+    # A worker alive on the same host holds the lock on its own list.
+    alive = JobLedger(settings)
+    alive.path = alive.path.with_name(alive.path.name.replace(f"-{os.getpid()}.", "-999998."))
+    alive.open([live_call.job_id])
+
+    keeper = RecordKeeper(settings)
+    keeper.take_over_dead_workers()
+    keeper._once()
+
+    completed = record_store.get(dead_call.record_id)
+    assert completed is not None
+    assert (completed.outcome, completed.end_reason) == (Outcome.FAILED, "worker-died")
+    assert record_store.get(live_call.record_id) == live_call
+    assert not dead.path.exists() and alive.path.exists()

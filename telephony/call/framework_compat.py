@@ -252,16 +252,23 @@ def missing_private_names(
 # ------------------------------------------------------------------ the worker process
 
 
-def on_job_process_closed(server: AgentServer, hook: Callable[[str], None]) -> None:
-    """Call `hook(job_id)` in the worker process whenever a job process that ran a job has
-    exited, however it ended (its job done, kill -9, the OOM killer). Call it once the
-    worker has started (its process pool exists from then on)."""
+def on_job_processes(
+    server: AgentServer, *, launched: Callable[[str], None], closed: Callable[[str], None]
+) -> None:
+    """In the worker process: `launched(job_id)` when a job process starts a job, and
+    `closed(job_id)` when a job process that ran a job has exited, however it ended (its
+    job done, kill -9, the OOM killer). Call it once the worker has started (its process
+    pool exists from then on)."""
 
-    def closed(executor: Any) -> None:
-        if (job := executor.running_job) is not None:
-            hook(job.job.id)
+    def hook(callback: Callable[[str], None]) -> Callable[[Any], None]:
+        def on_event(executor: Any) -> None:
+            if (job := executor.running_job) is not None:
+                callback(job.job.id)
 
-    server._proc_pool.on("process_closed", closed)
+        return on_event
+
+    server._proc_pool.on("process_job_launched", hook(launched))
+    server._proc_pool.on("process_closed", hook(closed))
 
 
 class HealthCheckedServer(AgentServer):

@@ -24,18 +24,23 @@ from telephony.domain.settings import Settings
 from telephony.records.spool import SpooledLine, read_spool, spool_path
 
 
-def holding_path(settings: Settings, environ: dict[str, str] | None = None) -> Path:
-    """One file per spool (so per records database), the same in every process of a host."""
-    env = os.environ if environ is None else environ
-    folder = next(
-        (Path(d) for d in (env.get("XDG_RUNTIME_DIR", ""), "/dev/shm") if d and Path(d).is_dir()),
-        Path(tempfile.gettempdir()),
+def memory_folder() -> Path:
+    """$XDG_RUNTIME_DIR, else /dev/shm (both memory-backed on Linux), else the temp folder."""
+    candidates = (os.environ.get("XDG_RUNTIME_DIR", ""), "/dev/shm")
+    return next(
+        (Path(d) for d in candidates if d and Path(d).is_dir()), Path(tempfile.gettempdir())
     )
+
+
+def spool_key(settings: Settings) -> str:
+    """Names this host's files for one spool (so one records database), in every process."""
     spool = str(spool_path(settings).expanduser().absolute())
-    return (
-        folder
-        / f"telephony-held-call-records-{hashlib.sha256(spool.encode()).hexdigest()[:16]}.jsonl"
-    )
+    return hashlib.sha256(spool.encode()).hexdigest()[:16]
+
+
+def holding_path(settings: Settings) -> Path:
+    """One file per spool, the same in every process of a host."""
+    return memory_folder() / f"telephony-held-call-records-{spool_key(settings)}.jsonl"
 
 
 def held_records(path: Path) -> list[dict[str, Any]]:

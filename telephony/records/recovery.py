@@ -19,6 +19,7 @@ from typing import Any
 
 from telephony.domain.settings import Settings
 from telephony.records.holding import held_records, holding_path, move_held_records
+from telephony.records.ledger import JobLedger
 from telephony.records.model import CallRecord, Outcome, abandoned
 from telephony.records.saving import NowhereToSave, place_record
 from telephony.records.spool import append_to_spool, read_spool, spool_path
@@ -28,6 +29,7 @@ from telephony.records.stores import open_store
 logger = logging.getLogger("telephony.records.recovery")
 
 JOB_PROCESS_DIED = "job-process-died"
+WORKER_DIED = "worker-died"  # the worker itself was killed; its job processes went with it
 # How often the worker retries what it could not do yet (move held records, complete).
 KEEPER_INTERVAL_SECONDS = 10.0
 
@@ -133,19 +135,40 @@ def held_problem(settings: Settings) -> str | None:
 
 
 class RecordKeeper:
-    """In the worker process: completes the records of job processes that ended, moves
-    held records to disk, and says what is wrong (for the health check)."""
+    """In the worker process: completes the records of job processes that ended (and of
+    the jobs of a worker that died on this host), moves held records to disk, and says
+    what is wrong (for the health check)."""
 
     def __init__(self, settings: Settings, *, interval: float = KEEPER_INTERVAL_SECONDS) -> None:
         self._settings = settings
         self._interval = interval
-        self._pending: set[str] = set()  # jobs whose records could not be checked yet
+        # Jobs whose records are to be checked, with the end reason to give them.
+        self._pending: dict[str, str] = {}
+        self._ledger = JobLedger(settings)
         self._wake = asyncio.Event()
         self._store_problem = ""
         self._task: asyncio.Task[None] | None = None
 
+    def take_over_dead_workers(self) -> None:
+        """Before the first job: the jobs of workers that died on this host are completed
+        (`worker-died`); this worker's own list of running jobs starts."""
+        orphans: list[str] = []
+        with contextlib.suppress(OSError):
+            orphans = self._ledger.take_over_dead_workers()
+        if orphans:
+            logger.warning(
+                "%d job(s) of a worker that died on this host: completing their records",
+                len(orphans),
+            )
+        self._pending.update(dict.fromkeys(orphans, WORKER_DIED))
+        with contextlib.suppress(OSError):
+            self._ledger.open(orphans)
+
+    def job_started(self, job_id: str) -> None:
+        self._ledger.add(job_id)
+
     def job_process_ended(self, job_id: str) -> None:
-        self._pending.add(job_id)
+        self._pending[job_id] = JOB_PROCESS_DIED
         self._wake.set()
 
     def problem(self) -> str | None:
@@ -177,13 +200,15 @@ class RecordKeeper:
     def _once(self) -> None:
         with contextlib.suppress(OSError):
             move_held_to_disk(self._settings)
-        jobs = set(self._pending)
-        if not jobs:
-            return
-        try:
-            complete_abandoned_records(jobs, self._settings)
-        except StoreError as e:
-            self._store_problem = str(e)
-            return
+        pending = dict(self._pending)
+        for reason in set(pending.values()):
+            jobs = {job for job, why in pending.items() if why == reason}
+            try:
+                complete_abandoned_records(jobs, self._settings, end_reason=reason)
+            except StoreError as e:
+                self._store_problem = str(e)
+                return
+            for job in jobs:
+                self._pending.pop(job, None)
+            self._ledger.remove(jobs)
         self._store_problem = ""
-        self._pending -= jobs

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from livekit.agents import cli
 
-from telephony.call.framework_compat import HealthCheckedServer, on_job_process_closed
+from telephony.call.framework_compat import HealthCheckedServer, on_job_processes
 from telephony.domain.env_files import unknown_variables
 from telephony.domain.prompts import PromptError, Prompts
 from telephony.domain.settings import Settings, parse_settings
@@ -50,10 +50,12 @@ class SupervisedServer(HealthCheckedServer):
 
 def keep_call_records(server: SupervisedServer, settings: Settings) -> RecordKeeper:
     """In the worker process, once it has started: complete the record of every job process
-    that exits without finishing it (kill -9, OOM), move records held in memory to disk,
-    and fail the health check (503, with the reason) while records wait in memory."""
+    that exits without finishing it (kill -9, OOM), and of the jobs of a worker that died
+    on this host; move records held in memory to disk; fail the health check (503, with
+    the reason) while records wait in memory."""
     keeper = RecordKeeper(settings)
-    on_job_process_closed(server, keeper.job_process_ended)
+    keeper.take_over_dead_workers()
+    on_job_processes(server, launched=keeper.job_started, closed=keeper.job_process_ended)
     server.add_health_check(keeper.problem)
     keeper.start()
     return keeper

@@ -21,9 +21,10 @@ An agent worker (``python agent.py start``) talks to it exactly as it talks to l
 
 This stand-in stops before the assignment unless asked (``assign_job``): a job process
 would try to join a real room, which cannot work offline, so only an entrypoint that never
-joins one runs on after an assignment. A worker that accepted logs "assignment for job ... timed out"
-7.5 s later, which is harmless, but a SIGTERM in those 7.5 s waits for that time-out before
-the worker exits (a production-mode worker drains pending jobs first).
+joins one runs on after an assignment. A worker that accepted and got no assignment logs
+"assignment for job ... timed out" 7.5 s later, which is harmless, but a SIGTERM in those
+7.5 s waits for that time-out before the worker exits (a production-mode worker drains
+pending jobs first).
 
 As on livekit-server, a ``WorkerPing`` is answered with a ``WorkerPong``; livekit-agents 1.x
 sends none and relies on websocket-level heartbeats (every 30 s), which aiohttp answers.
