@@ -252,6 +252,8 @@ class RecordFinder:
         found: dict[str, CallResult] = {}
         # Oldest first, so that if a room somehow has two records the latest one wins.
         for record in reversed(self.store.list(since=since, limit=None)):
-            if record.room in rooms:
+            # An in-progress record is a call still going on (or not yet completed by its
+            # worker): no outcome yet.
+            if record.room in rooms and record.outcome is not Outcome.IN_PROGRESS:
                 found[record.room] = CallResult.from_record(record)
         return found
