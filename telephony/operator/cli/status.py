@@ -14,8 +14,6 @@ from telephony.operator import provisioning as prov
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
 from telephony.operator.provider_keys import provider_key_checks
 from telephony.operator.provisioning import Check, note, ok, problem
-from telephony.records.recovery import held_problem
-from telephony.records.spool import read_spool, spool_path
 
 P = "python -m telephony"
 LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
@@ -98,6 +96,10 @@ def _status(args: argparse.Namespace) -> int:
 def record_checks(settings: Settings) -> list[Check]:
     """Records waiting outside the database: held in memory (a problem: the worker could
     store them nowhere) or in the spool (a note: import it)."""
+    # Imported here: the records' modules bring SQLAlchemy, which other commands never need.
+    from telephony.records.recovery import held_problem
+    from telephony.records.spool import read_spool, spool_path
+
     try:
         held = held_problem(settings)
         spooled = sum(line.record is not None for line in read_spool(spool_path(settings)))
