@@ -67,14 +67,19 @@ server = SupervisedServer(setup_fnc=prewarm, preload_modules=PRELOAD_MODULES, **
 
 @server.on("worker_started")
 def _on_worker_started() -> None:
-    """In the worker process: mask numbers in logs, retry queued webhooks, and keep the
-    records of job processes that died."""
+    """In the worker process: mask numbers in logs, and retry queued webhooks."""
     # The worker's log handlers exist from here on; job processes forward their records here.
     settings = parse_settings()[0]
     install_phone_masking(settings.mask_phone_numbers)
     # Webhooks still queued (earlier runs, failed sends) are retried from the worker process.
     start_background_delivery(settings)
-    worker_cli.keep_call_records(server, settings)
+
+
+@server.on("worker_started")
+def _keep_call_records() -> None:
+    """In the worker process: complete the records of job processes that died, move records
+    held in memory to disk, report them in the health check (telephony/records/recovery.py)."""
+    worker_cli.keep_call_records(server, parse_settings()[0])
 
 
 async def save_call_record(ctx: JobContext) -> None:
