@@ -58,15 +58,16 @@ def move_held_records(path: Path, place: Callable[[dict[str, Any]], bool]) -> tu
         moved = 0
         for index, line in enumerate(lines):
             if line.record is None:
-                continue  # not a record (cannot happen with atomic appends): dropped
+                continue  # not a record (cannot happen with atomic appends)
             if place(line.record):
                 moved += 1
             else:
                 kept.append(line)
                 kept += [rest for rest in lines[index + 1 :] if rest.record is not None]
                 break  # the store and the spool refuse: try again later, in order
-        # Rewritten, never removed: an appender may be waiting for the lock on this file.
-        _rewrite(fd, kept)
+        if moved:
+            # Rewritten, never removed: an appender may be waiting for the lock on this file.
+            _rewrite(fd, kept)
     return moved, len(kept)
 
 
