@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Literal
 
 from telephony.domain.settings import Settings
@@ -56,7 +57,11 @@ def place_record(
     except StoreError as e:
         store_error = str(e)
     problems = [store_error]
-    for place, path in (("spool", spool_path(settings)), ("held", holding_path(settings))):
+    places: tuple[tuple[Place, Path], ...] = (
+        ("spool", spool_path(settings)),
+        ("held", holding_path(settings)),
+    )
+    for place, path in places:
         try:
             append_to_spool(path, record.to_dict())
             if place == "spool":
@@ -72,7 +77,7 @@ def place_record(
                     problems[-1],
                     path,
                 )
-            return place  # type: ignore[return-value]
+            return place
         except OSError as e:
             problems.append(f"{path}: {e.strerror or e}")
     raise NowhereToSave("; ".join(problems))
