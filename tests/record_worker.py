@@ -30,7 +30,11 @@ AGENT_NAME = "record-test-agent"
 CALLER = "+15105550123"
 
 # One idle job process, and jobs accepted whatever the load of this shared test machine.
-server = SupervisedServer(num_idle_processes=1, load_threshold=math.inf, **worker_options())
+# The health check on IPv4 only: on all interfaces, port 0 gives IPv4 and IPv6 a port each,
+# and the log names only one of them.
+server = SupervisedServer(
+    num_idle_processes=1, load_threshold=math.inf, host="127.0.0.1", **worker_options()
+)
 
 
 @server.on("worker_started")
