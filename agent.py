@@ -81,6 +81,13 @@ def _on_worker_started() -> None:
     start_background_delivery(settings)
 
 
+@server.on("worker_started")
+def _keep_call_records() -> None:
+    """In the worker process: complete the records of job processes that died, move records
+    held in memory to disk, report them in the health check (telephony/records/recovery.py)."""
+    worker_cli.keep_call_records(server, parse_settings()[0])
+
+
 async def save_call_record(ctx: JobContext) -> None:
     """After every job, whatever its ending (the framework calls this even after a crash)."""
     recorder = recorder_for(ctx)

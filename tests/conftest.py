@@ -17,7 +17,9 @@ TEST_PROMPTS = Path(__file__).parent / "fixtures" / "prompts"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests see only the settings they set: a developer's shell or .env.local must not
     leak in, no test may reach a real provider, and call records go to the test's own
     folder."""
@@ -27,6 +29,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROMPTS_DIR", str(TEST_PROMPTS))
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))
     monkeypatch.setenv("GREETING_AUDIO_DIR", str(tmp_path / "greeting-audio"))
+    # Records held in memory (telephony.records.holding) go to a folder of the test's own
+    # (not inside tmp_path, which some tests expect to find empty).
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

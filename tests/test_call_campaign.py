@@ -1041,6 +1041,28 @@ async def test_thousands_of_bad_rows_are_counted_not_listed(
     assert len(listed.err.splitlines()) > 2000
 
 
+async def test_a_call_whose_record_is_in_progress_has_no_outcome_yet(store: CallStore) -> None:
+    """The agent writes a record `in-progress` as it dials: the finder reports it as under
+    way (never an outcome: `call --wait` and campaigns wait on), then the final outcome."""
+    now = time.time()
+    record = CallRecord(
+        record_id="rec-1",
+        room="outbound-abc",
+        started_at=now,
+        ended_at=now,
+        outcome=Outcome.IN_PROGRESS,
+        direction="outbound",
+    )
+    store.save(record)
+    under_way = (await RecordFinder(store).find(["outbound-abc"], now))["outbound-abc"]
+    assert under_way.in_progress
+    record.outcome = Outcome.BUSY
+    store.save(record)
+    found = await RecordFinder(store).find(["outbound-abc"], now)
+    assert found["outbound-abc"].outcome == "busy"
+    assert not found["outbound-abc"].in_progress
+
+
 # ------------------------------------------------------------------ campaign: resuming
 
 

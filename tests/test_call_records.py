@@ -263,9 +263,53 @@ async def test_unreachable_database_keeps_the_record_in_the_spool(
         run.caller_hangs_up()
         await run.end_job()
     spool = read_settings().call_records_path.parent / "unsaved-call-records.jsonl"
-    (line,) = spool.read_text().splitlines()
-    assert CallRecord.from_dict(json.loads(line)).outcome is Outcome.CALLER_HUNG_UP
+    records = [CallRecord.from_dict(json.loads(line)) for line in spool.read_text().splitlines()]
+    # Written in progress as the call was answered, then whole as it ended.
+    assert {r.record_id for r in records} == {records[0].record_id}
+    assert sorted(r.outcome for r in records) == [Outcome.CALLER_HUNG_UP, Outcome.IN_PROGRESS]
     assert "not saved" in caplog.text and "secret-pw" not in caplog.text
+
+
+async def stored_while_the_call_goes_on(run: JobRun) -> CallRecord:
+    """The job's record as the store has it now, once the background write landed."""
+    store = open_store(read_settings())
+    for _ in range(200):
+        if (record := store.get(run.ctx.job.id)) is not None:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError("no record of the call in the store while it went on")
+
+
+async def test_an_answered_call_has_its_record_in_progress_until_it_ends(
+    monkeypatch, livekit_server, openai_server
+):
+    async with job(monkeypatch, livekit_server, openai_server) as run:
+        await inbound_call(run)
+        early = await stored_while_the_call_goes_on(run)
+        assert early.outcome is Outcome.IN_PROGRESS
+        assert (early.direction, early.remote_number) == ("inbound", "+15105550123")
+        assert early.answered_at is not None
+        run.caller_hangs_up()
+        await run.end_job()
+    record = the_record(run)
+    assert (record.record_id, record.outcome) == (early.record_id, Outcome.CALLER_HUNG_UP)
+
+
+async def test_a_dialled_call_has_its_record_in_progress_until_it_ends(
+    monkeypatch, livekit_server, openai_server
+):
+    run_ref: dict = {}
+    livekit_server.script("CreateSIPParticipant", answering(run_ref))
+    async with job(monkeypatch, livekit_server, openai_server, metadata=DIAL, env=OUTBOUND) as run:
+        run_ref["run"] = run
+        await run.wait_until_done()
+        early = await stored_while_the_call_goes_on(run)
+        assert early.outcome is Outcome.IN_PROGRESS
+        assert (early.direction, early.remote_number) == ("outbound", "+15105550123")
+        run.caller_hangs_up()
+        await run.end_job()
+    record = the_record(run)
+    assert (record.record_id, record.outcome) == (early.record_id, Outcome.CALLER_HUNG_UP)
 
 
 async def test_silent_caller_is_agent_ended_for_silence(monkeypatch, livekit_server, openai_server):

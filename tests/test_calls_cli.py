@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -855,7 +855,7 @@ def spool_lines(*records: CallRecord, malformed_at: int | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def test_import_spool_loads_good_lines_and_keeps_a_malformed_one(
+def test_import_spool_imports_every_whole_record_and_sets_aside_a_torn_line(
     database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spool = spool_path(read_settings())
@@ -864,11 +864,16 @@ def test_import_spool_loads_good_lines_and_keeps_a_malformed_one(
     spool.write_text(content)
 
     result = run(capsys, "import-spool")
-    assert result.code == 1  # something needs the operator's attention
+    assert result.code == 3  # all whole records in; some lines wait for the operator
     assert f"imported 2 call record(s) from {spool}" in result.out
     assert "line 2: not a call record (JSONDecodeError" in result.err
     (archive,) = spool.parent.glob(f"{spool.name}.imported-*")
     assert archive.read_text() == content  # everything kept, the bad line included
+    (aside,) = spool.parent.glob(f"{spool.name}.unreadable-*")
+    assert aside.read_text() == content.splitlines()[1] + "\n"  # the torn line, alone
+    assert f"1 unreadable line(s) set aside in {aside}; every whole record was imported" in (
+        result.err
+    )
     assert f"the file is kept as {archive}" in result.out
     assert not spool.exists()
     assert record_store.get("rec-a") == call_a()
@@ -882,6 +887,38 @@ def test_import_spool_loads_good_lines_and_keeps_a_malformed_one(
     # A file named on the command line must exist.
     result = run(capsys, "import-spool", "--file", str(spool.parent / "typo.jsonl"))
     assert (result.code, result.err.strip()) == (1, f"error: no file at {spool.parent}/typo.jsonl")
+
+
+def test_import_spool_recovers_a_record_glued_to_a_torn_line_and_finishes_in_progress_ones(
+    database: str, record_store: CallStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spool from before appends were atomic: a torn line ran into the next record. And a
+    call spooled as it started, then again when it ended: the finished record wins."""
+    started = replace(call_c(), outcome=Outcome.IN_PROGRESS)
+    record_store.save(replace(call_d(), outcome=Outcome.IN_PROGRESS))
+    spool = spool_path(read_settings())
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    torn = json.dumps(call_e().to_dict())[:80]
+    spool.write_text(
+        json.dumps(started.to_dict())
+        + "\n"
+        + torn
+        + json.dumps(call_a().to_dict())
+        + "\n"
+        + json.dumps(call_c().to_dict())
+        + "\n"
+        + json.dumps(call_d().to_dict())
+        + "\n"
+    )
+
+    result = run(capsys, "import-spool")
+    assert result.code == 3, result.err
+    assert "imported 3 call record(s)" in result.out
+    assert record_store.get("rec-a") == call_a()
+    assert record_store.get("rec-c") == call_c()
+    assert record_store.get("rec-d") == call_d()  # the stored in-progress one, finished
+    (aside,) = spool.parent.glob(f"{spool.name}.unreadable-*")
+    assert aside.read_text() == torn + "\n"
 
 
 def test_import_spool_is_idempotent_and_queues_only_new_records(

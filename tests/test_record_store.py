@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,48 @@ def test_saving_twice_keeps_one_row_and_updates_it(record_store: CallStore) -> N
     assert record_store.count() == 1
     assert record_store.get(record.record_id) == record
     assert record_store.list(outcome="completed") == []
+
+
+def test_an_in_progress_record_never_replaces_the_finished_one(record_store: CallStore) -> None:
+    """The early write runs in the background: if it lands after the call's end, the
+    finished record stays."""
+    finished = make_record(1)
+    started = replace(finished, outcome=Outcome.IN_PROGRESS, ended_at=0.0, answered_at=None)
+    record_store.save(started)
+    assert record_store.get(finished.record_id) == started
+    record_store.save(finished)
+    record_store.save(started)
+    assert record_store.get(finished.record_id) == finished
+
+
+def test_completing_a_dead_jobs_record_touches_only_its_in_progress_records(
+    record_store: CallStore,
+) -> None:
+    dead = replace(make_record(1), outcome=Outcome.IN_PROGRESS, ended_at=0.0)
+    saved_meanwhile = make_record(2)  # its job ended normally: left alone
+    other_worker = replace(make_record(3), outcome=Outcome.IN_PROGRESS, ended_at=0.0)
+    for record in (dead, saved_meanwhile, other_worker):
+        record_store.save(record)
+
+    finished = record_store.complete_in_progress(
+        [dead.job_id, saved_meanwhile.job_id],
+        ended_at=dead.started_at + 42,
+        end_reason="job-process-died",
+        queue_webhook=True,
+    )
+
+    stored = record_store.get(dead.record_id)
+    assert finished == [stored]
+    assert stored is not None
+    assert (stored.outcome, stored.end_reason, stored.ended_at) == (
+        Outcome.FAILED,
+        "job-process-died",
+        dead.started_at + 42,
+    )
+    assert stored.transcript == dead.transcript and stored.remote_number == dead.remote_number
+    assert record_store.delivery_state(dead.record_id).status == "pending"
+    assert record_store.get(saved_meanwhile.record_id) == saved_meanwhile
+    assert record_store.get(other_worker.record_id) == other_worker
 
 
 # ------------------------------------------------------------------ list

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiohttp import web
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, ToolError, llm, stt, tts
 from livekit.agents import __version__ as AGENTS_VERSION
@@ -30,7 +31,13 @@ SUPPORTED_SERIES = "1.8"
 # Owner -> the internal names used on it (attributes set in __init__ count).
 PRIVATE_NAMES: dict[type | object, tuple[str, ...]] = {
     http_context: ("_create_ssl_context",),
-    AgentServer: ("_session_end_fnc", "_preload_modules", "_agent_name", "_proc_pool"),
+    AgentServer: (
+        "_session_end_fnc",
+        "_preload_modules",
+        "_agent_name",
+        "_proc_pool",
+        "_http_server",
+    ),
     AgentSession: ("_activity",),
     JobContext: ("_on_shutdown",),
     WarmTransferTask: (
@@ -250,3 +257,63 @@ def missing_private_names(
             if not hasattr(owner, name) and f"self.{name}" not in source:
                 missing.append(f"{getattr(owner, '__name__', owner)}.{name}")
     return missing
+
+
+# ------------------------------------------------------------------ the worker process
+
+
+def on_job_processes(
+    server: AgentServer, *, launched: Callable[[str], None], closed: Callable[[str], None]
+) -> None:
+    """In the worker process: `launched(job_id)` when a job process starts a job, and
+    `closed(job_id)` when a job process that ran a job has exited, however it ended (its
+    job done, kill -9, the OOM killer). Call it once the worker has started (its process
+    pool exists from then on)."""
+
+    def hook(callback: Callable[[str], None]) -> Callable[[Any], None]:
+        def on_event(executor: Any) -> None:
+            if (job := executor.running_job) is not None:
+                callback(job.job.id)
+
+        return on_event
+
+    server._proc_pool.on("process_job_launched", hook(launched))
+    server._proc_pool.on("process_closed", hook(closed))
+
+
+class HealthCheckedServer(AgentServer):
+    """An AgentServer whose health check (GET / on the worker's HTTP port) also answers 503
+    with the reason when a check added with `add_health_check` returns one.
+
+    The framework builds its HTTP app inside `run()` and starts it at once, after which no
+    route or middleware can be added; so the app is caught as it is assigned."""
+
+    def add_health_check(self, check: Callable[[], str | None]) -> None:
+        """`check()` returns why the worker is unwell, or None; it must be quick."""
+        self.health_checks.append(check)
+
+    @property
+    def health_checks(self) -> list[Callable[[], str | None]]:
+        return self.__dict__.setdefault("_telephony_health_checks", [])
+
+    @property  # type: ignore[override]
+    def _http_server(self) -> Any:
+        return self.__dict__.get("_telephony_http_server")
+
+    @_http_server.setter
+    def _http_server(self, server: Any) -> None:
+        if server is not None:
+            server.app.middlewares.append(_health_middleware(self))
+        self.__dict__["_telephony_http_server"] = server
+
+
+def _health_middleware(server: HealthCheckedServer) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/":
+            for health_check in server.health_checks:
+                if problem := health_check():
+                    return web.Response(status=503, text=problem)
+        return await handler(request)
+
+    return check

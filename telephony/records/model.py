@@ -7,7 +7,7 @@ sent to the webhook and exported, so operators see one thing everywhere.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -129,3 +129,16 @@ class CallRecord:
         values["latency"] = [TurnLatency(**t) for t in values.get("latency", [])]
         values["usage"] = Usage(**values.get("usage", {}))
         return cls(**values)
+
+
+def abandoned(record: CallRecord, ended_at: float, end_reason: str) -> CallRecord:
+    """An in-progress record finished by someone else than its call (its job process
+    died): `failed`, with why and when that was noticed."""
+    return replace(
+        record,
+        outcome=Outcome.FAILED,
+        end_reason=end_reason,
+        ended_at=max(ended_at, record.started_at),
+        error=record.error
+        or f"the call's job process ended without saving its record ({end_reason})",
+    )

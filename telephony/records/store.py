@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from telephony.records import migrations as schema
 from telephony.records.migrations import WRITE_LOCK, Migration, SchemaError
-from telephony.records.model import CallRecord
+from telephony.records.model import CallRecord, Outcome, abandoned
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 PG_CONNECT_TIMEOUT_SECONDS = 10
@@ -257,21 +257,58 @@ class CallStore:
 
     # -------------------------------------------------------------- records
 
-    def save(self, record: CallRecord, *, queue_webhook: bool = False) -> None:
+    def save(
+        self, record: CallRecord, *, queue_webhook: bool = False, over_finished: bool = True
+    ) -> None:
         """Insert or update the record (one row per record_id), in one transaction.
 
         queue_webhook=True (re)queues it for webhook delivery now, as a fresh delivery;
-        otherwise its delivery state is left as it was.
+        otherwise its delivery state is left as it was. An `in-progress` record (written as
+        the call starts) never replaces a finished one, whichever write lands last; nor does
+        any record with over_finished=False.
         """
         values = _row(record)
         outbox = _fresh_delivery(time.time()) if queue_webhook else {}
         stmt = self._upsert_insert(calls).values(**values, **outbox)
         changed = {name: stmt.excluded[name] for name in values if name != "record_id"}
+        only_over = calls.c.outcome == str(Outcome.IN_PROGRESS)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[calls.c.record_id], set_={**changed, **outbox}
+            index_elements=[calls.c.record_id],
+            set_={**changed, **outbox},
+            where=None
+            if over_finished and record.outcome is not Outcome.IN_PROGRESS
+            else only_over,
         )
         with self._transaction(write=True) as conn:
             conn.execute(stmt)
+
+    def complete_in_progress(
+        self, job_ids: Sequence[str], *, ended_at: float, end_reason: str, queue_webhook: bool
+    ) -> list[CallRecord]:
+        """Finish the records of these jobs still `in-progress` (their job process died):
+        outcome `failed`, this end reason and time. Returns the records it finished; a record
+        its job saved meanwhile is left alone."""
+        if not job_ids:
+            return []
+        c = calls.c
+        stale = (
+            sa.select(c.record)
+            .where(c.job_id.in_(list(job_ids)), c.outcome == str(Outcome.IN_PROGRESS))
+            .with_for_update()
+        )
+        finished = []
+        outbox = _fresh_delivery(time.time()) if queue_webhook else {}
+        with self._transaction(write=True) as conn:
+            for data in conn.execute(stale).scalars().all():
+                record = abandoned(CallRecord.from_dict(data), ended_at, end_reason)
+                values = {k: v for k, v in _row(record).items() if k != "record_id"}
+                conn.execute(
+                    sa.update(calls)
+                    .where(c.record_id == record.record_id)
+                    .values(**values, **outbox)
+                )
+                finished.append(record)
+        return finished
 
     def get(self, key: str) -> CallRecord | None:
         """The record with this record_id, else the newest with this SIP call_id or job_id."""

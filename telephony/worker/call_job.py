@@ -17,6 +17,7 @@ from telephony.call.recorder import CallRecorder
 from telephony.domain.config import CallConfig
 from telephony.domain.dial_request import DialRequest
 from telephony.records.model import Outcome
+from telephony.records.saving import save_in_progress_soon
 from telephony.worker.session import CallWiring
 
 
@@ -41,6 +42,11 @@ class CallJob:
         """The models prewarm built, once: their HTTP clients belong to this call's event
         loop, so a later call in the same process builds its own."""
         return self.ctx.proc.userdata.pop("models", None)
+
+    def record_started(self) -> None:
+        """The call is answered or dialled: its record exists from now, `in-progress`, so a
+        job process that dies leaves it (written in the background: nobody waits)."""
+        save_in_progress_soon(self.recorder.record, self.config.settings)
 
     async def end(self, outcome: Outcome, why: str, *, error: str = "") -> None:
         """End the job before or without a conversation (see telephony.call.ending)."""

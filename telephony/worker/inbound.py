@@ -42,6 +42,7 @@ async def answer_call(job: CallJob, dispatch_context: Mapping[str, str]) -> None
 
     job.recorder.set_context(context)
     job.recorder.answered()
+    job.record_started()
     ctx.log_context_fields = context.log_fields(mask_numbers=config.settings.mask_phone_numbers)
     logger.info("call connected", extra=ctx.log_context_fields)
     state = job.new_call_state(context, dispatch_context=dispatch_context)

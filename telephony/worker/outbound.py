@@ -73,6 +73,7 @@ async def dial_and_converse(
 ) -> None:
     ctx, settings, state = job.ctx, job.config.settings, session.userdata
     identity = agent.participant_identity
+    job.record_started()
     result = await job.control.dial(
         trunk_id=settings.outbound_trunk_id,
         phone_number=dial.phone_number,

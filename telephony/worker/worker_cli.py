@@ -16,13 +16,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from livekit.agents import AgentServer, cli
+from livekit.agents import cli
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from telephony.call.framework_compat import HealthCheckedServer, on_job_processes
 from telephony.domain.env_files import unknown_variables
 from telephony.domain.prompts import PromptError, Prompts
 from telephony.domain.settings import Settings, parse_settings
+from telephony.records.recovery import RecordKeeper
 from telephony.worker.stopping import drain_then_cut
 
 WORKER_COMMANDS = ("dev", "start", "connect", "console")
@@ -38,9 +40,10 @@ EXIT_WORKER_FAILED = 2
 DEFAULT_DRAIN_TIMEOUT = Settings.drain_timeout_seconds
 
 
-class SupervisedServer(AgentServer):
-    """An AgentServer that remembers why it stopped, so the process can say so, and that
-    stops without dropping a call (telephony.worker.stopping)."""
+class SupervisedServer(HealthCheckedServer):
+    """An AgentServer that remembers why it stopped, so the process can say so, that stops
+    without dropping a call (telephony.worker.stopping), and whose health check also reports
+    what `add_health_check` adds (see keep_call_records)."""
 
     failure: BaseException | None = None
 
@@ -59,6 +62,19 @@ class SupervisedServer(AgentServer):
         except Exception as e:
             self.failure = e
             raise
+
+
+def keep_call_records(server: SupervisedServer, settings: Settings) -> RecordKeeper:
+    """In the worker process, once it has started: complete the record of every job process
+    that exits without finishing it (kill -9, OOM), and of the jobs of a worker that died
+    on this host; move records held in memory to disk; fail the health check (503, with
+    the reason) while records wait in memory."""
+    keeper = RecordKeeper(settings)
+    keeper.take_over_dead_workers()
+    on_job_processes(server, launched=keeper.job_started, closed=keeper.job_process_ended)
+    server.add_health_check(keeper.problem)
+    keeper.start()
+    return keeper
 
 
 def command_of(argv: Sequence[str]) -> str:

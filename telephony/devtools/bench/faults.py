@@ -432,10 +432,11 @@ def find_record(records_path: Path, job_id: str) -> dict[str, Any] | None:
                 store.close()
             if record is not None:
                 found = {**_record_fields(record.to_dict()), "saved_in": "store"}
-    if found is None:
-        for line in read_spool(records_path.parent / SPOOL_NAME):
-            if line.record is not None and line.record.get("job_id") == job_id:
-                found = {**_record_fields(line.record), "saved_in": "spool"}
+    # The call's record is written in-progress first: a finished one, wherever, wins.
+    for line in read_spool(records_path.parent / SPOOL_NAME):
+        unfinished = found is None or found["outcome"] == "in-progress"
+        if unfinished and line.record is not None and line.record.get("job_id") == job_id:
+            found = {**_record_fields(line.record), "saved_in": "spool"}
     return found
 
 

@@ -380,24 +380,34 @@ class WorkerServerStandin(LocalServer):
         self, agent_name: str, room_name: str, metadata: str = "", *, timeout: float = 15.0
     ) -> agent.AvailabilityResponse:
         """``dispatch_job``, then, once a worker accepted, the assignment livekit-server
-        sends: the job and a token to join its room as the identity the worker chose."""
+        sends (``send_assignment``)."""
         answer = await self.dispatch_job(agent_name, room_name, metadata, timeout=timeout)
-        if not answer.available:
-            return answer
-        offer = self.offers[-1]
+        if answer.available:
+            await self.send_assignment(answer.job_id)
+        return answer
+
+    async def send_assignment(self, job_id: str) -> None:
+        """Send the assignment of a job a worker accepted: the job and a token to join its
+        room as the identity the worker chose, as livekit-server does; the worker then
+        launches the job in a job process."""
+        offer = next(
+            o
+            for o in reversed(self.offers)
+            if o.request.job.id == job_id and o.response is not None and o.response.available
+        )
         worker = self._worker_by_id(offer.worker_id)
         if worker is None:
-            raise ConnectionError(f"the worker that accepted job {answer.job_id} has gone")
+            raise NoWorkerAvailable(f"the worker that accepted job {job_id} has gone")
+        room = offer.request.job.room.name
         token = (
             api.AccessToken(self.api_key, self.api_secret)
-            .with_identity(answer.participant_identity)
+            .with_identity(offer.response.participant_identity or f"agent-{job_id}")
             .with_kind("agent")
-            .with_grants(api.VideoGrants(room_join=True, room=room_name, agent=True))
+            .with_grants(api.VideoGrants(room_join=True, room=room, agent=True))
             .to_jwt()
         )
         assignment = agent.JobAssignment(job=offer.request.job, token=token)
         await self._send(worker, agent.ServerMessage(assignment=assignment))
-        return answer
 
     def describe_workers(self) -> str:
         """The connected workers' names, last reported status and load, for error messages."""

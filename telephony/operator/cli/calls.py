@@ -49,7 +49,7 @@ from telephony.operator.cli.metrics import (
     percentile,
 )
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.spool import spool_path
+from telephony.records.spool import SpooledLine, read_spool, spool_path
 from telephony.records.store import CallStore, DeliveryState, database_url
 from telephony.records.webhook import deliver_pending
 
@@ -165,9 +165,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "import-spool",
         summary="Load records the agent could not save (database down) into the database.",
         details=(
-            "Records already in the database are left as they are, so importing twice is\n"
-            "safe. The file is then renamed to <name>.imported-<timestamp> and kept;\n"
-            "lines that are not a call record are listed by line number (exit 1)."
+            "Every whole record is imported; records already in the database are left as\n"
+            "they are (an in-progress one is completed), so importing twice is safe. The\n"
+            "file is then renamed to <name>.imported-<timestamp> and kept. Lines that are\n"
+            "not a call record are listed by line number and set aside in\n"
+            "<name>.unreadable-<timestamp>. Exit 0: all imported; 3: all whole records\n"
+            "imported, some lines set aside; 1: nothing imported (database unreachable)."
         ),
         examples=[f"{P} import-spool", f"{P} import-spool --file /backup/unsaved.jsonl"],
         run=_import_spool,
@@ -611,7 +614,7 @@ def _import_spool(args: argparse.Namespace) -> int:
     with _open_store(settings) as (_, store):
         # Move it aside first: the agent appends to the spool by name, so records it saves
         # from now on start a new file instead of landing in one being imported.
-        archive = _archive_name(source)
+        archive = _archive_name(source, "imported")
         try:
             source.rename(archive)
         except OSError as e:
@@ -623,50 +626,62 @@ def _import_spool(args: argparse.Namespace) -> int:
             raise
     already = f" ({existing} already in the database, left as they were)" if existing else ""
     print(f"imported {imported} call record(s) from {source}{already}")
-    for number, problem in bad:
-        print(f"line {number}: not a call record ({problem})", file=sys.stderr)
     print(f"the file is kept as {archive}")
-    if bad:
-        print(
-            f"error: {len(bad)} line(s) were not imported; they are kept in {archive}: "
-            f"fix them and run `{P} import-spool --file {archive}`",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    if not bad:
+        return 0
+    for line in bad:
+        print(f"line {line.number}: not a call record ({line.problem})", file=sys.stderr)
+    aside = _set_aside(source, bad)
+    print(
+        f"warning: {len(bad)} unreadable line(s) set aside in {aside}; every whole record "
+        f"was imported. Fix them there and run `{P} import-spool --file {aside}`",
+        file=sys.stderr,
+    )
+    return EXIT_LINES_SET_ASIDE
+
+
+# import-spool's exit status when every whole record was imported but some lines were not
+# records (torn by a crash, edited by hand): they wait in a file of their own.
+EXIT_LINES_SET_ASIDE = 3
 
 
 def _load_lines(
     store: CallStore, path: Path, queue_webhook: bool
-) -> tuple[int, int, list[tuple[int, str]]]:
+) -> tuple[int, int, list[SpooledLine]]:
+    """Import every whole record of the spool; return (imported, already stored, the lines
+    that are not records). A record spooled twice (in progress, then finished) counts once."""
     imported = existing = 0
-    bad: list[tuple[int, str]] = []
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = _parse_record(raw.decode("utf-8"))
-            except (ValueError, TypeError, AttributeError) as e:
-                bad.append((number, f"{type(e).__name__}: {e}"[:200]))
-                continue
-            try:
-                store.delivery_state(record.record_id)
-                already = True
-            except KeyError:
-                already = False
-            if already:
-                existing += 1  # saved since, or imported before: leave its delivery alone
-                continue
-            store.save(record, queue_webhook=queue_webhook)
-            imported += 1
+    bad: list[SpooledLine] = []
+    latest: dict[str, CallRecord] = {}
+    for line in read_spool(path):
+        try:
+            if line.record is None:
+                raise ValueError(line.problem)
+            record = _parse_record(line.record)
+        except (ValueError, TypeError, AttributeError) as e:
+            problem = line.problem or f"{type(e).__name__}: {e}"[:200]
+            raw = line.raw or (json.dumps(line.record) + "\n").encode()
+            bad.append(SpooledLine(line.number, None, problem, raw))
+            continue
+        known = latest.get(record.record_id)
+        if known is None or known.outcome is Outcome.IN_PROGRESS:
+            latest[record.record_id] = record  # the finished version wins
+    for record in latest.values():
+        stored = store.get(record.record_id)
+        finishes = stored is not None and stored.outcome is Outcome.IN_PROGRESS
+        if stored is not None and not (finishes and record.outcome is not Outcome.IN_PROGRESS):
+            existing += 1  # saved since, or imported before: leave its delivery alone
+            continue
+        finished = record.outcome is not Outcome.IN_PROGRESS
+        store.save(record, queue_webhook=queue_webhook and finished)
+        imported += 1
     return imported, existing, bad
 
 
-def _parse_record(line: str) -> CallRecord:
-    """One spool line as a record; ValueError/TypeError if it is not one a store can take
-    (a line cut short by a crash, hand edits)."""
-    record = CallRecord.from_dict(json.loads(line))
+def _parse_record(data: dict[str, Any]) -> CallRecord:
+    """One spool line's object as a record; ValueError/TypeError if it is not one a store
+    can take (hand edits)."""
+    record = CallRecord.from_dict(data)
     if not record.record_id or not isinstance(record.record_id, str):
         raise ValueError("no record_id")
     numbers = {"started_at": record.started_at, "ended_at": record.ended_at}
@@ -685,14 +700,23 @@ def _parse_record(line: str) -> CallRecord:
     return record
 
 
-def _archive_name(source: Path) -> Path:
+def _archive_name(source: Path, kind: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    candidate = source.with_name(f"{source.name}.imported-{stamp}")
+    candidate = source.with_name(f"{source.name}.{kind}-{stamp}")
     n = 1
     while candidate.exists():
         n += 1
-        candidate = source.with_name(f"{source.name}.imported-{stamp}-{n}")
+        candidate = source.with_name(f"{source.name}.{kind}-{stamp}-{n}")
     return candidate
+
+
+def _set_aside(source: Path, bad: list[SpooledLine]) -> Path:
+    """The unreadable lines, each on a line of its own, in a file beside the spool."""
+    aside = _archive_name(source, "unreadable")
+    with aside.open("wb") as f:
+        for line in bad:
+            f.write(line.raw if line.raw.endswith(b"\n") else line.raw + b"\n")
+    return aside
 
 
 def _put_back(archive: Path, source: Path) -> None:

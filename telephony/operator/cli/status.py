@@ -75,6 +75,10 @@ def _status(args: argparse.Namespace) -> int:
     _print(server)
 
     checks += server
+    print("call records")
+    records = record_checks(settings)
+    _print(records)
+    checks += records
     problems = sum(c.level == "problem" for c in checks)
     notes = sum(c.level == "note" for c in checks)
     noted = f", {notes} note{'s' * (notes != 1)}" if notes else ""
@@ -87,6 +91,31 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     print(f"all checks passed{noted}")
     return 0
+
+
+def record_checks(settings: Settings) -> list[Check]:
+    """Records waiting outside the database: held in memory (a problem: the worker could
+    store them nowhere) or in the spool (a note: import it)."""
+    # Imported here: the records' modules bring SQLAlchemy, which other commands never need.
+    from telephony.records.recovery import held_problem
+    from telephony.records.spool import read_spool, spool_path
+
+    try:
+        held = held_problem(settings)
+        spooled = sum(line.record is not None for line in read_spool(spool_path(settings)))
+    except OSError as e:
+        return [problem(f"cannot read the call records spool: {e.strerror or e}")]
+    checks = []
+    if held:
+        checks.append(problem(f"{held}: free disk space or bring the database back"))
+    if spooled:
+        checks.append(
+            note(
+                f"{spooled} call record(s) wait in the spool {spool_path(settings)}: run "
+                f"`{P} calls import-spool` once the database is reachable"
+            )
+        )
+    return checks or [ok("no call records waiting outside the database")]
 
 
 def failure_plan(settings: Settings) -> list[Check]:
