@@ -9,7 +9,8 @@ import os
 
 from livekit import api
 
-from telephony.domain.settings import Settings, parse_settings
+from telephony.domain.settings import Settings
+from telephony.domain.startup_checks import check_startup
 from telephony.operator import provisioning as prov
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
 from telephony.operator.provider_keys import provider_key_checks
@@ -21,9 +22,11 @@ LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     details = (
-        "Checks, in order: the settings (as the worker's `start` reads them); that OpenAI\n"
-        "and Deepgram accept their keys (one cheap request each); that LiveKit\n"
-        "accepts LIVEKIT_API_KEY/SECRET; that a dispatch rule sends calls to this worker's\n"
+        "Checks, in order: what `python agent.py start` checks before it starts (settings,\n"
+        "prompt files, hours, contacts and keypad menu: the same lines it refuses to start\n"
+        "with; unknown names in .env.local/.env are notes); that OpenAI and Deepgram accept\n"
+        "their keys (one cheap request each); that LiveKit accepts LIVEKIT_API_KEY/SECRET;\n"
+        "that a dispatch rule sends calls to this worker's\n"
         "agent name (LIVEKIT_AGENT_NAME); that the inbound trunks have numbers and the rule\n"
         "is attached to one; that SIP_OUTBOUND_TRUNK_ID is an outbound trunk with a number.\n"
         "Each problem is one line with its fix; exit 1 if there is any. Secrets are never\n"
@@ -45,12 +48,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings, settings_problems = parse_settings()
+    # The worker's own start-up check: a problem here is one `agent.py start` refuses.
+    startup = check_startup("start")
+    settings, local = startup.settings, startup.problems
     print("settings")
-    local = [*settings_problems, *settings.missing_for("start")]
     checks = [problem(p) for p in local] or [
-        ok("all settings valid; the LiveKit, OpenAI and Deepgram keys are set")
+        ok(
+            "the worker would start: settings and prompts valid; the LiveKit, OpenAI and "
+            "Deepgram keys are set"
+        )
     ]
+    checks += [note(w) for w in startup.warnings]
     _print(checks)
 
     print("providers")
@@ -66,7 +74,7 @@ def _status(args: argparse.Namespace) -> int:
 
     url = settings.livekit_url
     print(f"LiveKit{f' at {url}' if url else ''}")
-    if prov.livekit_problems(settings, settings_problems):
+    if prov.livekit_problems(settings, local):
         server = [
             note("not checked: needs a valid LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
         ]
