@@ -37,9 +37,10 @@ from telephony.operator.cli.base import (
     add_command,
     add_request_timeout,
     local_seconds,
-    positive_int_arg,
-    positive_number_arg,
+    number_arg,
+    positive_seconds_arg,
     seconds_arg,
+    whole_number_arg,
 )
 from telephony.operator.outbound_dispatch import (
     LiveKitDispatcher,
@@ -95,21 +96,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("file", type=Path, help=f"the CSV file: a {PHONE_COLUMN} column and more")
     parser.add_argument(
         "--concurrency",
-        type=positive_int_arg,
+        type=whole_number_arg(1, 1000),
         default=2,
         metavar="N",
         help="calls in progress at once (default 2)",
     )
     parser.add_argument(
         "--rate",
-        type=positive_number_arg,
+        type=number_arg(0, 1000, unit="dispatches per second", above=True),
         default=1.0,
         metavar="CPS",
         help="dispatches per second at most (default 1.0)",
     )
     parser.add_argument(
         "--max-attempts",
-        type=positive_int_arg,
+        type=whole_number_arg(1, 100),
         default=3,
         metavar="N",
         help="attempts per number when busy or not answered (default 3)",
@@ -135,14 +136,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--call-timeout",
-        type=positive_number_arg,
+        type=positive_seconds_arg,
         metavar="SECONDS",
         help="no record this long after the dispatch: outcome unknown (default: ring "
         "timeout + MAX_CALL_DURATION_SECONDS, or 10 min when unlimited, + 1 min)",
     )
     parser.add_argument(
         "--poll-interval",
-        type=positive_number_arg,
+        type=number_arg(0, 3600, unit="seconds", above=True),
         default=1.0,
         metavar="SECONDS",
         help="how often to look for the records of calls in progress (default 1)",
