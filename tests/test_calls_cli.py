@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
-from telephony.operator.cli import calls as calls_command
 from telephony.operator.cli import main
 from telephony.operator.cli.metrics import percentile
+from telephony.records import webhook
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
 from telephony.records.spool import spool_path
 from telephony.records.store import CallStore
@@ -831,7 +831,7 @@ def test_deliver_retries_queued_deliveries(
             store.mark_delivered(record.record_id, at=time.time())
         return FakeReport(delivered=len(claimed), failed=0)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
+    monkeypatch.setattr(webhook, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "10")
     assert result.code == 0, result.err
@@ -842,7 +842,7 @@ def test_deliver_retries_queued_deliveries(
     async def failing(store: CallStore, url: str, secret: str, **_: object) -> FakeReport:
         return FakeReport(delivered=0, failed=2)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", failing)
+    monkeypatch.setattr(webhook, "deliver_pending", failing)
     result = run(capsys, "deliver")
     assert result.code == 1
     assert result.out.startswith("delivered 0, failed 2")
@@ -875,7 +875,7 @@ def test_deliver_sends_every_due_batch_up_to_the_limit(
         due -= sent
         return FakeReport(delivered=sent, failed=0)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
+    monkeypatch.setattr(webhook, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "60")
     assert (result.code, result.out.strip(), batches) == (0, "delivered 60, failed 0", [50, 10])

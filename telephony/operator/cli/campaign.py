@@ -10,27 +10,10 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from telephony.domain.business_hours import Schedule, calling_schedule
 from telephony.domain.settings import Settings, read_settings
-from telephony.operator.campaign import (
-    ASSUMED_CALL_SECONDS,
-    PHONE_COLUMN,
-    RESULT_COLUMNS,
-    CampaignFile,
-    CampaignFileError,
-    CampaignOptions,
-    CampaignRunner,
-    CampaignState,
-    CampaignStateError,
-    CampaignStopped,
-    NoRecordsComing,
-    Progress,
-    estimated_seconds,
-    plan_counts,
-    read_campaign_file,
-)
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
@@ -42,13 +25,21 @@ from telephony.operator.cli.base import (
     seconds_arg,
     whole_number_arg,
 )
-from telephony.operator.outbound_dispatch import (
-    LiveKitDispatcher,
-    RecordFinder,
-    default_call_timeout,
-    require_livekit_settings,
-)
-from telephony.records.store import CallStore, database_url
+
+if TYPE_CHECKING:  # imported where used: `--help` loads neither livekit-api nor SQLAlchemy
+    from telephony.operator.campaign import (
+        CampaignFile,
+        CampaignOptions,
+        CampaignState,
+        Progress,
+    )
+    from telephony.records.store import CallStore
+
+# For the help text, without importing the campaign's dispatch machinery: the input's number
+# column and the columns the results add (telephony.operator.campaign's PHONE_COLUMN and
+# RESULT_COLUMNS; tests/test_cli_startup.py checks they agree).
+PHONE_COLUMN = "phone_number"
+RESULT_COLUMNS = ("outcome", "attempts", "last_room", "sip_status", "record_id", "error")
 
 P = "python -m telephony campaign"
 SKIPPED_SHOWN = 20  # skipped rows listed (--list-skipped lists them all)
@@ -183,6 +174,19 @@ def default_state_path(source: Path) -> Path:
 
 
 def _campaign(args: argparse.Namespace) -> int:
+    from telephony.operator.campaign import (
+        CampaignFileError,
+        CampaignOptions,
+        CampaignState,
+        CampaignStateError,
+        CampaignStopped,
+        NoRecordsComing,
+        plan_counts,
+        read_campaign_file,
+    )
+    from telephony.operator.outbound_dispatch import default_call_timeout, require_livekit_settings
+    from telephony.records.store import CallStore, database_url
+
     source: Path = args.file
     results_path: Path = args.results or default_results_path(source)
     state_path: Path = args.state or default_state_path(source)
@@ -289,6 +293,9 @@ async def _run(
     *,
     request_timeout: float,
 ) -> Progress:
+    from telephony.operator.campaign import CampaignRunner
+    from telephony.operator.outbound_dispatch import LiveKitDispatcher, RecordFinder
+
     async with LiveKitDispatcher(settings, timeout=request_timeout) as dispatcher:
         runner = CampaignRunner(
             campaign,
@@ -379,6 +386,14 @@ def _print_plan(
     state_path: Path,
     results_path: Path,
 ) -> None:
+    from telephony.operator.campaign import (
+        ASSUMED_CALL_SECONDS,
+        CampaignState,
+        CampaignStateError,
+        estimated_seconds,
+        plan_counts,
+    )
+
     try:
         state = CampaignState.read(state_path)
     except CampaignStateError as e:

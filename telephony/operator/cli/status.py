@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from typing import TYPE_CHECKING
 
-from livekit import api
-
-from telephony.domain.settings import Settings
 from telephony.domain.startup_checks import check_startup
-from telephony.operator import provisioning as prov
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
-from telephony.operator.provider_keys import provider_key_checks
-from telephony.operator.provisioning import Check, note, ok, problem
+
+if TYPE_CHECKING:  # imported where used: `--help` loads no livekit-api
+    from telephony.domain.settings import Settings
+    from telephony.operator.provisioning import Check
 
 P = "python -m telephony"
 LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
@@ -48,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _status(args: argparse.Namespace) -> int:
+    from telephony.operator import provisioning as prov
+    from telephony.operator.provider_keys import provider_key_checks
+    from telephony.operator.provisioning import note, ok, problem
+
     # The worker's own start-up check: a problem here is one `agent.py start` refuses.
     startup = check_startup("start")
     settings, local = startup.settings, startup.problems
@@ -99,6 +102,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def failure_plan(settings: Settings) -> list[Check]:
     """The fallbacks set, and what a caller hears when no provider can answer."""
+    from telephony.operator.provisioning import note, ok
+
     fallbacks = settings.models.fallbacks
     lines = [ok(f"fallback {kind.upper()}: {what}") for kind, what in fallbacks.items()]
     setting = {
@@ -124,6 +129,8 @@ def failure_plan(settings: Settings) -> list[Check]:
 
 
 async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Check]:
+    from telephony.operator.provisioning import problem
+
     try:
         return await within(seconds, f"LiveKit at {settings.livekit_url}", _server_checks(settings))
     except CliError as e:
@@ -131,6 +138,11 @@ async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Che
 
 
 async def _server_checks(settings: Settings) -> list[Check]:
+    from livekit import api
+
+    from telephony.operator import provisioning as prov
+    from telephony.operator.provisioning import ok, problem
+
     url = settings.livekit_url
     # A diagnosis reports what this URL answers: no replay against other regions.
     async with api.LiveKitAPI(
