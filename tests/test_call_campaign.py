@@ -564,8 +564,8 @@ async def test_campaign_missing_file_and_bad_options(
     assert "cannot read" in result.err and "nope.csv" in result.err
     source = write_csv(tmp_path / "list.csv", [["phone_number"], ["+15105550101"]])
     for args, message in (
-        (["--rate", "0"], "'0' is not a number above 0"),
-        (["--concurrency", "0"], "'0' is not a whole number of 1 or more"),
+        (["--rate", "0"], "'0' is not a number of dispatches per second above 0"),
+        (["--concurrency", "0"], "'0' is not a whole number from 1 to 1000"),
         (["--retry-after", "-1"], "'-1' is not a number of seconds"),
         (["--results", str(source)], "must be three different files"),
     ):

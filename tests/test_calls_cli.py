@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
-from telephony.operator.cli import calls as calls_command
 from telephony.operator.cli import main
 from telephony.operator.cli.metrics import percentile
+from telephony.records import webhook
 from telephony.records.model import CallRecord, Outcome, ToolCallRecord, Turn, TurnLatency, Usage
 from telephony.records.spool import spool_path
 from telephony.records.store import CallStore
@@ -786,7 +786,7 @@ def test_stats_filters(calls: list[CallRecord], capsys: pytest.CaptureFixture[st
         (["calls", "list", "--since", "yesterday"], "'yesterday' is not a date"),
         (["calls", "stats", "--until", "2024-13-01"], "'2024-13-01' is not a date"),
         (["calls", "list", "--number", "5105550101"], "is not a valid phone number"),
-        (["calls", "list", "--limit", "0"], "'0' is not a whole number of 1 or more"),
+        (["calls", "list", "--limit", "0"], "'0' is not a whole number from 1 to"),
         (["calls", "list", "--since", "2024-05-03", "--until", "2024-05-01"], "earlier than"),
         (["calls", "export"], "the following arguments are required: --format"),
         (["calls", "export", "--format", "xml"], "invalid choice: 'xml'"),
@@ -1009,7 +1009,7 @@ def test_deliver_retries_queued_deliveries(
             store.mark_delivered(record.record_id, at=time.time())
         return FakeReport(delivered=len(claimed), failed=0)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
+    monkeypatch.setattr(webhook, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "10")
     assert result.code == 0, result.err
@@ -1020,7 +1020,7 @@ def test_deliver_retries_queued_deliveries(
     async def failing(store: CallStore, url: str, secret: str, **_: object) -> FakeReport:
         return FakeReport(delivered=0, failed=2)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", failing)
+    monkeypatch.setattr(webhook, "deliver_pending", failing)
     result = run(capsys, "deliver")
     assert result.code == 1
     assert result.out.startswith("delivered 0, failed 2")
@@ -1053,7 +1053,7 @@ def test_deliver_sends_every_due_batch_up_to_the_limit(
         due -= sent
         return FakeReport(delivered=sent, failed=0)
 
-    monkeypatch.setattr(calls_command, "deliver_pending", deliver_pending)
+    monkeypatch.setattr(webhook, "deliver_pending", deliver_pending)
 
     result = run(capsys, "deliver", "--limit", "60")
     assert (result.code, result.out.strip(), batches) == (0, "delivered 60, failed 0", [50, 10])

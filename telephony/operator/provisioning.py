@@ -26,15 +26,8 @@ from telephony.domain.bounded_json import InputFileError, read_json_file
 from telephony.domain.placeholders import is_fictional_number, is_placeholder, placeholder_problem
 from telephony.domain.settings import PROJECT_ROOT, Settings, agent_name_from_env
 
-INBOUND = "inbound trunk"
-OUTBOUND = "outbound trunk"
-RULE = "dispatch rule"
-
-DEFAULT_FILES: dict[str, Path] = {
-    INBOUND: PROJECT_ROOT / "inbound-trunk.json",
-    OUTBOUND: PROJECT_ROOT / "outbound-trunk.json",
-    RULE: PROJECT_ROOT / "dispatch-rule.json",
-}
+# The files and their kinds: in a module of their own, so `setup --help` names them quickly.
+from telephony.operator.setup_files import DEFAULT_FILES, INBOUND, OUTBOUND, RULE
 
 # Set by the server, never by a file: left out of every comparison.
 SERVER_FIELDS = frozenset({"sip_trunk_id", "sip_dispatch_rule_id", "created_at", "updated_at"})

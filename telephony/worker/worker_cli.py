@@ -21,9 +21,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
 from telephony.call.framework_compat import HealthCheckedServer, on_job_processes
-from telephony.domain.env_files import unknown_variables
-from telephony.domain.prompts import PromptError, Prompts
-from telephony.domain.settings import Settings, parse_settings
+from telephony.domain.settings import Settings
+from telephony.domain.startup_checks import StartupCheck, check_startup
 from telephony.records.recovery import RecordKeeper
 from telephony.worker.stopping import drain_then_cut
 
@@ -95,20 +94,22 @@ def flag_values(argv: Sequence[str]) -> dict[str, str]:
     return values
 
 
-def startup_problems(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
-    """Everything that stops this command from running, all at once; empty for commands
-    that need no settings (`--help`, `download-files`)."""
+def startup_check(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> StartupCheck | None:
+    """The start-up check of this worker command (`status` runs the same one), or None for
+    commands that need no settings (`--help`, `download-files`)."""
     command = command_of(argv)
     if command not in WORKER_COMMANDS or "--help" in argv:
-        return []
+        return None
     env = {**(os.environ if environ is None else environ), **flag_values(argv)}
-    settings, problems = parse_settings(env)
-    problems += settings.missing_for(command)
-    try:
-        Prompts.load(settings.prompts_dir)
-    except PromptError as e:
-        problems += e.problems
-    return problems
+    return check_startup(command, env)
+
+
+def startup_problems(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Everything that stops this command from running, all at once."""
+    check = startup_check(argv, environ)
+    return check.problems if check else []
 
 
 def console_audio_problem() -> str | None:
@@ -125,20 +126,25 @@ def console_audio_problem() -> str | None:
     return None
 
 
-def run(server: SupervisedServer, argv: Sequence[str]) -> NoReturn:
-    """Check the settings, run the framework's CLI, exit non-zero on any failure."""
-    if problems := startup_problems(argv):
+def check_before_start(argv: Sequence[str]) -> None:
+    """Exit with EXIT_BAD_SETTINGS on any start-up problem; print the warnings."""
+    check = startup_check(argv)
+    if check and check.problems:
         print("The agent cannot start; fix these settings (in .env.local or the environment):")
-        for problem in problems:
+        for problem in check.problems:
             print(f"  - {problem}")
         sys.exit(EXIT_BAD_SETTINGS)
     console = command_of(argv) == "console" and "--help" not in argv
     if console and (problem := console_audio_problem()):
         print(f"The agent cannot start: {problem}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)
-    if command_of(argv) in WORKER_COMMANDS:
-        for warning in unknown_variables():
-            print(f"warning: {warning}", file=sys.stderr)
+    for warning in check.warnings if check else []:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def run(server: SupervisedServer, argv: Sequence[str]) -> NoReturn:
+    """Check the settings, run the framework's CLI, exit non-zero on any failure."""
+    check_before_start(argv)
     code: Any = 0
     try:
         cli.run_app(server)

@@ -1,8 +1,10 @@
 """`python -m telephony ...`: the operator's command line.
 
 Each command group is a module here with `register(subparsers)`; to add one (`setup`,
-`status`, `call`, `campaign`), write the module and list it in `COMMAND_GROUPS`
-(`python -m telephony` adds the development tools' `bench` when they are installed):
+`status`, `call`, `campaign`), write the module and list it in `COMMAND_GROUPS` with its
+summary (it is imported only when its command runs; `python -m telephony` adds the development
+tools' `bench` when they are installed). Import what a handler needs inside it, not at the top,
+so that `--help` stays fast (tests/test_cli_startup.py checks what `--help` imports):
 
     # telephony/operator/cli/status.py
     def register(subparsers):
@@ -21,22 +23,80 @@ as one line each, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
-from types import ModuleType
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
 
 from telephony.domain.env_files import load_env_files
 from telephony.domain.settings import SettingsError
-from telephony.operator.cli import call, calls, campaign, setup, status
-from telephony.operator.cli.base import CliError, UsageError
-from telephony.records.store import StoreError
+from telephony.operator.cli.base import CliError, UsageError, add_command
 
 PROG = "python -m telephony"
-COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign)
+# What a command that Ctrl-C stopped exits with (128 + SIGINT), never a traceback.
+EXIT_INTERRUPTED = 130
 
 
-def build_parser(groups: Sequence[ModuleType] = COMMAND_GROUPS) -> argparse.ArgumentParser:
+class CommandGroup(Protocol):
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        """Add the group's command(s) to `subparsers`."""
+
+
+@dataclass(frozen=True)
+class LazyGroup:
+    """A command group by module name and summaries: the module (and what it imports: the
+    framework, SQLAlchemy, livekit-api) is imported only when one of its commands is chosen,
+    so `--help` answers at once. `summaries` are those the module's parsers show
+    (tests/test_cli_startup.py checks they agree)."""
+
+    module: str
+    summaries: dict[str, str]
+
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        for name, summary in self.summaries.items():
+            add_command(subparsers, name, summary=summary)
+
+    def load(self) -> CommandGroup:
+        return importlib.import_module(self.module)  # type: ignore[return-value]
+
+
+def _group(name: str, **summaries: str) -> LazyGroup:
+    return LazyGroup(f"telephony.operator.cli.{name}", summaries)
+
+
+COMMAND_GROUPS: tuple[LazyGroup, ...] = (
+    _group(
+        "calls",
+        calls="Call records: list, show, export, stats; import the spool; retry webhooks.",
+    ),
+    _group(
+        "setup",
+        setup="Create or update the SIP trunks and the dispatch rule from the lk JSON files.",
+    ),
+    _group(
+        "status",
+        status="Check the settings and the LiveKit telephony setup; say what to fix.",
+        doctor="The same as `status`.",
+    ),
+    _group("call", call="Place one outbound call: dispatch the agent to dial a number."),
+    _group(
+        "campaign",
+        campaign="Call every number in a CSV file: limited, within calling hours, resumable.",
+    ),
+)
+
+
+def chosen_groups(argv: Sequence[str], groups: Sequence[CommandGroup]) -> list[CommandGroup]:
+    """`groups`, with the one whose command `argv` names loaded in full (the others stay
+    one-line summaries; their parsers are not needed to parse this command line)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return [g.load() if isinstance(g, LazyGroup) and command in g.summaries else g for g in groups]
+
+
+def build_parser(groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -51,14 +111,18 @@ def build_parser(groups: Sequence[ModuleType] = COMMAND_GROUPS) -> argparse.Argu
     return parser
 
 
-def main(argv: Sequence[str] | None = None, groups: Sequence[ModuleType] = COMMAND_GROUPS) -> int:
+def main(argv: Sequence[str] | None = None, groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> int:
     """Run one command; return its exit code (0 ok, 1 failed, 2 bad usage or settings)."""
-    parser = build_parser(groups)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_groups(argv, groups))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     _mask_numbers_in_logs()
+    # Only a command that opened the store can raise its error; imported once one runs.
+    from telephony.records.store import StoreError
+
     try:
         return int(args.run(args))
     except UsageError as e:
@@ -80,14 +144,14 @@ def main(argv: Sequence[str] | None = None, groups: Sequence[ModuleType] = COMMA
         return e.exit_code
 
 
-def run(groups: Sequence[ModuleType] = COMMAND_GROUPS) -> None:
+def run(groups: Sequence[CommandGroup] = COMMAND_GROUPS) -> NoReturn:
     """The process entry point: read .env.local/.env (never over the environment), run."""
-    load_env_files()
     try:
+        load_env_files()
         code = main(groups=groups)
         sys.stdout.flush()
     except KeyboardInterrupt:
-        code = 130
+        interrupted()
     except BrokenPipeError:
         # `... | head` closed the pipe: stop quietly, and let Python not complain on exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -102,6 +166,13 @@ def _mask_numbers_in_logs() -> None:
     from telephony.domain.settings import parse_settings
 
     install_phone_masking(parse_settings(deep_checks=False)[0].mask_phone_numbers)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C: exit 130 quietly. A second Ctrl-C while exiting is ignored, so no traceback
+    comes out of the clean-up either."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _error(message: str) -> None:

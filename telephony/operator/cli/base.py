@@ -61,7 +61,7 @@ def add_command(
 def add_request_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--request-timeout",
-        type=positive_seconds_arg,
+        type=number_arg(0, 3600, unit="seconds", above=True),
         default=DEFAULT_REQUEST_TIMEOUT,
         metavar="SECONDS",
         help="give up on a server that has not answered a request within this many seconds "
@@ -101,21 +101,33 @@ def add_group(
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# Dates a flag may name: what every platform's clock converts (and a day after it).
+_FIRST_YEAR, _LAST_YEAR = 1970, 9998
+
+
 def _moment(text: str, *, date_means_end_of_day: bool) -> float:
     value = text.strip()
     try:
         if _DATE_ONLY.match(value):
             day = date.fromisoformat(value)
+            moment = datetime.combine(day, time())
             if date_means_end_of_day:
-                day += timedelta(days=1)
-            # A naive datetime's timestamp() is local time, DST included.
-            return datetime.combine(day, time()).timestamp()
-        return datetime.fromisoformat(value).timestamp()
+                moment += timedelta(days=1)
+        else:
+            moment = datetime.fromisoformat(value)
+    except OverflowError:  # the day after 9999-12-31
+        moment = datetime.max
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date: use YYYY-MM-DD or a date and time like 2024-05-01T14:30 "
             "(local time unless it ends with an offset such as +02:00 or Z)"
         ) from None
+    if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: use a date from {_FIRST_YEAR} to {_LAST_YEAR}"
+        )
+    # A naive datetime's timestamp() is local time, DST included.
+    return moment.timestamp()
 
 
 def since_arg(text: str) -> float:
@@ -135,14 +147,37 @@ def e164_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def positive_int_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
+def whole_number_arg(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else one line saying so
+    (argparse names the flag). Every numeric flag has a range: a number the store or the
+    clock cannot hold is refused here, never a traceback later."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # not a number, or more digits than Python converts
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def number_arg(
+    low: float, high: float, *, unit: str = "", above: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number from `low` (or above it, with `above`) to `high`."""
+    what = f"a number of {unit}" if unit else "a number"
+    bounds = f"above {low:g} and at most {high:g}" if above else f"from {low:g} to {high:g}"
+
+    def parse(text: str) -> float:
+        value = _finite(text)
+        if value is None or not (low < value if above else low <= value) or value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} {bounds}")
+        return value
+
+    return parse
 
 
 def _finite(text: str) -> float | None:
@@ -153,25 +188,12 @@ def _finite(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def positive_number_arg(text: str) -> float:
-    value = _finite(text)
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
-    return value
-
-
-def positive_seconds_arg(text: str) -> float:
-    value = _finite(text)
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def seconds_arg(text: str) -> float:
-    value = _finite(text)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
+# The ranges most flags share. A count of records, calls or attempts; a wait in seconds.
+MAX_COUNT = 1_000_000_000
+MAX_SECONDS = 7 * 24 * 3600.0
+positive_int_arg = whole_number_arg(1, MAX_COUNT)
+positive_seconds_arg = number_arg(0, MAX_SECONDS, unit="seconds", above=True)
+seconds_arg = number_arg(0, MAX_SECONDS, unit="seconds")
 
 
 # ------------------------------------------------------------------ formatting

@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from telephony.domain.business_hours import calling_schedule
 from telephony.domain.dial_request import InvalidMetadata
@@ -28,21 +29,10 @@ from telephony.operator.cli.base import (
     minutes_seconds,
     positive_seconds_arg,
 )
-from telephony.operator.outbound_dispatch import (
-    CONNECTED_OUTCOMES,
-    CallResult,
-    DispatchError,
-    LiveKitDispatcher,
-    LookupIncomplete,
-    RecordFinder,
-    default_call_timeout,
-    dial_metadata,
-    new_room_name,
-    require_livekit_settings,
-    span_text,
-)
 from telephony.records.spool import spool_path
-from telephony.records.store import CallStore, database_url
+
+if TYPE_CHECKING:  # imported where used: `--help` loads neither livekit-api nor SQLAlchemy
+    from telephony.operator.outbound_dispatch import CallResult, RecordFinder
 
 P = "python -m telephony"
 WAIT_POLL_SECONDS = 0.5
@@ -125,6 +115,8 @@ def check_number(text: str) -> str:
 
 
 def _metadata(args: argparse.Namespace, number: str) -> str:
+    from telephony.operator.outbound_dispatch import dial_metadata
+
     try:
         return dial_metadata(
             number,
@@ -142,6 +134,16 @@ def _metadata(args: argparse.Namespace, number: str) -> str:
 
 
 def _call(args: argparse.Namespace) -> int:
+    from telephony.operator.outbound_dispatch import (
+        CONNECTED_OUTCOMES,
+        RecordFinder,
+        default_call_timeout,
+        new_room_name,
+        require_livekit_settings,
+        span_text,
+    )
+    from telephony.records.store import CallStore, database_url
+
     number = check_number(args.number)
     metadata = _metadata(args, number)
     if args.timeout is not None and not args.wait:
@@ -192,6 +194,8 @@ def _check_calling_hours(settings: Settings) -> None:
 
 
 async def _dispatch(settings: Settings, room: str, metadata: str, timeout: float) -> str:
+    from telephony.operator.outbound_dispatch import DispatchError, LiveKitDispatcher
+
     async with LiveKitDispatcher(settings, timeout=timeout) as dispatcher:
         try:
             return await dispatcher.dispatch(room, metadata)
@@ -211,6 +215,8 @@ def _print_dispatched(settings: Settings, number: str, room: str, dispatch_id: s
 
 
 async def _wait(finder: RecordFinder, room: str, timeout: float) -> CallResult | None:
+    from telephony.operator.outbound_dispatch import LookupIncomplete
+
     since = time.time()
     deadline = time.monotonic() + timeout
     while True:

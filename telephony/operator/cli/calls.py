@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from telephony.domain.settings import Settings, read_settings
 from telephony.domain.spreadsheet import SafeCsvWriter
@@ -50,8 +50,9 @@ from telephony.operator.cli.metrics import (
 )
 from telephony.records.model import CallRecord, Outcome
 from telephony.records.spool import SpooledLine, read_spool, spool_path
-from telephony.records.store import CallStore, DeliveryState, database_url
-from telephony.records.webhook import deliver_pending
+
+if TYPE_CHECKING:  # imported where used: `--help` loads no SQLAlchemy or aiohttp
+    from telephony.records.store import CallStore, DeliveryState
 
 DIRECTIONS = ("inbound", "outbound", "web")
 OUTCOMES = tuple(o.value for o in Outcome)
@@ -257,6 +258,8 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextmanager
 def _open_store(settings: Settings | None = None) -> Iterator[tuple[Settings, CallStore]]:
+    from telephony.records.store import CallStore, database_url
+
     settings = settings or read_settings()
     with CallStore.open(database_url(settings.database_url, settings.call_records_path)) as store:
         yield settings, store
@@ -744,6 +747,8 @@ def _deliver(args: argparse.Namespace) -> int:
             exit_code=2,
         )
     with _open_store(settings) as (_, store):
+        from telephony.records.webhook import deliver_pending
+
         store.make_pending_due(now=time.time())
         delivered, failed, gone = asyncio.run(
             _deliver_due(

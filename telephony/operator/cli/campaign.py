@@ -10,49 +10,40 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from telephony.domain.business_hours import Schedule, calling_schedule
 from telephony.domain.settings import Settings, read_settings
 from telephony.domain.terminal_text import printable
-from telephony.operator.campaign import (
-    ASSUMED_CALL_SECONDS,
-    NOT_TAKEN,
-    PHONE_COLUMN,
-    RESULT_COLUMNS,
-    TAKEN,
-    CampaignFile,
-    CampaignFileError,
-    CampaignOptions,
-    CampaignRow,
-    CampaignRunner,
-    CampaignState,
-    CampaignStateError,
-    CampaignStopped,
-    NoRecordsComing,
-    Progress,
-    estimated_seconds,
-    plan_counts,
-    read_campaign_file,
-)
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
     add_command,
     add_request_timeout,
     local_seconds,
-    positive_int_arg,
-    positive_number_arg,
+    number_arg,
+    positive_seconds_arg,
     seconds_arg,
-)
-from telephony.operator.outbound_dispatch import (
-    LiveKitDispatcher,
-    RecordFinder,
-    default_call_timeout,
-    require_livekit_settings,
+    whole_number_arg,
 )
 from telephony.records.spool import SPOOL_NAME, spool_path
-from telephony.records.store import CallStore, database_url
+
+if TYPE_CHECKING:  # imported where used: `--help` loads neither livekit-api nor SQLAlchemy
+    from telephony.operator.campaign import (
+        CampaignFile,
+        CampaignOptions,
+        CampaignRow,
+        CampaignState,
+        NoRecordsComing,
+        Progress,
+    )
+    from telephony.records.store import CallStore
+
+# For the help text, without importing the campaign's dispatch machinery: the input's number
+# column and the columns the results add (telephony.operator.campaign's PHONE_COLUMN and
+# RESULT_COLUMNS; tests/test_cli_startup.py checks they agree).
+PHONE_COLUMN = "phone_number"
+RESULT_COLUMNS = ("outcome", "attempts", "last_room", "sip_status", "record_id", "error")
 
 P = "python -m telephony campaign"
 SKIPPED_SHOWN = 20  # skipped rows listed (--list-skipped lists them all)
@@ -104,21 +95,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("file", type=Path, help=f"the CSV file: a {PHONE_COLUMN} column and more")
     parser.add_argument(
         "--concurrency",
-        type=positive_int_arg,
+        type=whole_number_arg(1, 1000),
         default=2,
         metavar="N",
         help="calls in progress at once (default 2)",
     )
     parser.add_argument(
         "--rate",
-        type=positive_number_arg,
+        type=number_arg(0, 1000, unit="dispatches per second", above=True),
         default=1.0,
         metavar="CPS",
         help="dispatches per second at most (default 1.0)",
     )
     parser.add_argument(
         "--max-attempts",
-        type=positive_int_arg,
+        type=whole_number_arg(1, 100),
         default=3,
         metavar="N",
         help="attempts per number when busy or not answered (default 3)",
@@ -144,14 +135,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--call-timeout",
-        type=positive_number_arg,
+        type=positive_seconds_arg,
         metavar="SECONDS",
         help="no record this long after the dispatch: outcome unknown (default: ring "
         "timeout + MAX_CALL_DURATION_SECONDS, or 10 min when unlimited, + 1 min)",
     )
     parser.add_argument(
         "--poll-interval",
-        type=positive_number_arg,
+        type=number_arg(0, 3600, unit="seconds", above=True),
         default=1.0,
         metavar="SECONDS",
         help="how often to look for the records of calls in progress (default 1)",
@@ -193,6 +184,19 @@ def default_state_path(source: Path) -> Path:
 
 
 def _campaign(args: argparse.Namespace) -> int:
+    from telephony.operator.campaign import (
+        CampaignFileError,
+        CampaignOptions,
+        CampaignState,
+        CampaignStateError,
+        CampaignStopped,
+        NoRecordsComing,
+        plan_counts,
+        read_campaign_file,
+    )
+    from telephony.operator.outbound_dispatch import default_call_timeout, require_livekit_settings
+    from telephony.records.store import CallStore, database_url
+
     source: Path = args.file
     results_path: Path = args.results or default_results_path(source)
     state_path: Path = args.state or default_state_path(source)
@@ -284,6 +288,8 @@ def _campaign(args: argparse.Namespace) -> int:
 def no_records_advice(stop: NoRecordsComing, settings: Settings) -> str:
     """The likely causes of calls ending with no record, most likely first by what LiveKit
     showed, and what to do; following it never calls anyone twice."""
+    from telephony.operator.campaign import NOT_TAKEN, TAKEN
+
     spool = (
         "the worker cannot reach the call records store (DATABASE_URL), so it keeps its "
         f"records in its spool ({spool_path(settings)} here; {SPOOL_NAME} beside "
@@ -326,6 +332,9 @@ async def _run(
     *,
     request_timeout: float,
 ) -> Progress:
+    from telephony.operator.campaign import CampaignRunner
+    from telephony.operator.outbound_dispatch import LiveKitDispatcher, RecordFinder
+
     finder = RecordFinder(store, spool_path(settings))
     async with LiveKitDispatcher(settings, timeout=request_timeout) as dispatcher:
         runner = CampaignRunner(
@@ -419,6 +428,14 @@ def _print_plan(
     state_path: Path,
     results_path: Path,
 ) -> None:
+    from telephony.operator.campaign import (
+        ASSUMED_CALL_SECONDS,
+        CampaignState,
+        CampaignStateError,
+        estimated_seconds,
+        plan_counts,
+    )
+
     try:
         state = CampaignState.read(state_path)
     except CampaignStateError as e:

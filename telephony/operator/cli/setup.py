@@ -8,12 +8,16 @@ import argparse
 import asyncio
 import textwrap
 from pathlib import Path
-
-from livekit import api
+from typing import TYPE_CHECKING
 
 from telephony.domain.settings import Settings, SettingsError, parse_settings
-from telephony.operator import provisioning as prov
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
+from telephony.operator.setup_files import DEFAULT_FILES, INBOUND, OUTBOUND, RULE
+
+if TYPE_CHECKING:  # imported where used: `--help` loads no livekit-api
+    from livekit import api
+
+    from telephony.operator import provisioning as prov
 
 P = "python -m telephony"
 
@@ -49,26 +53,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "send no change (it still lists what exists)",
     )
     for option, kind in (
-        ("--inbound-trunk", prov.INBOUND),
-        ("--outbound-trunk", prov.OUTBOUND),
-        ("--dispatch-rule", prov.RULE),
+        ("--inbound-trunk", INBOUND),
+        ("--outbound-trunk", OUTBOUND),
+        ("--dispatch-rule", RULE),
     ):
         parser.add_argument(
             option,
             metavar="FILE",
             type=Path,
-            help=f"the {kind} file (default: {prov.DEFAULT_FILES[kind].name} in the project)",
+            help=f"the {kind} file (default: {DEFAULT_FILES[kind].name} in the project)",
         )
     add_request_timeout(parser)
 
 
 def _setup(args: argparse.Namespace) -> int:
+    from telephony.operator import provisioning as prov
+
     chosen = {
-        prov.INBOUND: args.inbound_trunk,
-        prov.OUTBOUND: args.outbound_trunk,
-        prov.RULE: args.dispatch_rule,
+        INBOUND: args.inbound_trunk,
+        OUTBOUND: args.outbound_trunk,
+        RULE: args.dispatch_rule,
     }
-    paths = {kind: path or prov.DEFAULT_FILES[kind] for kind, path in chosen.items()}
+    paths = {kind: path or DEFAULT_FILES[kind] for kind, path in chosen.items()}
     agent_name, variable = prov.worker_agent_name()
     try:
         desired = prov.load_setup(paths, agent_name, variable)
@@ -86,6 +92,10 @@ def _setup(args: argparse.Namespace) -> int:
 async def _run(
     desired: prov.DesiredSetup, settings: Settings, *, dry_run: bool, timeout: float
 ) -> int:
+    from livekit import api
+
+    from telephony.operator import provisioning as prov
+
     url = settings.livekit_url
     async with api.LiveKitAPI(url, settings.livekit_api_key, settings.livekit_api_secret) as lk:
         server = f"LiveKit at {url}"
@@ -100,6 +110,8 @@ async def _run(
 
 
 def _dry_run(actions: list[prov.Action], url: str) -> int:
+    from telephony.operator import provisioning as prov
+
     print(f"dry run: nothing is changed on {url} (only listed); setup would send:")
     for action in actions:
         if not action.writes:
@@ -128,9 +140,11 @@ async def _apply(
     configured_trunk_id: str,
     timeout: float,
 ) -> int:
+    from telephony.operator import provisioning as prov
+
     inbound_id = outbound_id = ""
     for action in actions:
-        if action.kind == prov.RULE and inbound_id:
+        if action.kind == RULE and inbound_id:
             prov.attach_new_inbound_trunk(action, inbound_id)
         if action.writes:
             object_id = await within(
@@ -140,9 +154,9 @@ async def _apply(
             object_id = ""
         object_id = object_id or action.existing_id
         print(_outcome(action, object_id))
-        if action.kind == prov.INBOUND:
+        if action.kind == INBOUND:
             inbound_id = object_id
-        elif action.kind == prov.OUTBOUND:
+        elif action.kind == OUTBOUND:
             outbound_id = object_id
     created = sum(a.verb == "create" for a in actions)
     updated = sum(a.verb == "update" for a in actions)
@@ -162,8 +176,10 @@ def _label(action: prov.Action) -> str:
 
 
 def _outcome(action: prov.Action, object_id: str) -> str:
+    from telephony.operator import provisioning as prov
+
     info = action.desired
-    if action.kind == prov.RULE:
+    if action.kind == RULE:
         agents = ", ".join(prov.rule_agent_names(info)) or "none"
         trunks = ", ".join(info.trunk_ids) or "every trunk"
         detail = f"agent {agents}, trunks: {trunks}"

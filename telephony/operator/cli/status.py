@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from typing import TYPE_CHECKING
 
-from livekit import api
-
-from telephony.domain.settings import Settings, parse_settings
-from telephony.operator import provisioning as prov
+from telephony.domain.startup_checks import check_startup
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
-from telephony.operator.provider_keys import provider_key_checks
-from telephony.operator.provisioning import Check, note, ok, problem
+
+if TYPE_CHECKING:  # imported where used: `--help` loads no livekit-api
+    from telephony.domain.settings import Settings
+    from telephony.operator.provisioning import Check
 
 P = "python -m telephony"
 LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
@@ -21,9 +21,11 @@ LABELS = {"ok": "ok     ", "problem": "problem", "note": "note   "}
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     details = (
-        "Checks, in order: the settings (as the worker's `start` reads them); that OpenAI\n"
-        "and Deepgram accept their keys (one cheap request each); that LiveKit\n"
-        "accepts LIVEKIT_API_KEY/SECRET; that a dispatch rule sends calls to this worker's\n"
+        "Checks, in order: what `python agent.py start` checks before it starts (settings,\n"
+        "prompt files, hours, contacts and keypad menu: the same lines it refuses to start\n"
+        "with; unknown names in .env.local/.env are notes); that OpenAI and Deepgram accept\n"
+        "their keys (one cheap request each); that LiveKit accepts LIVEKIT_API_KEY/SECRET;\n"
+        "that a dispatch rule sends calls to this worker's\n"
         "agent name (LIVEKIT_AGENT_NAME); that the inbound trunks have numbers and the rule\n"
         "is attached to one; that SIP_OUTBOUND_TRUNK_ID is an outbound trunk with a number.\n"
         "Each problem is one line with its fix; exit 1 if there is any. Secrets are never\n"
@@ -45,12 +47,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings, settings_problems = parse_settings()
+    from telephony.operator import provisioning as prov
+    from telephony.operator.provider_keys import provider_key_checks
+    from telephony.operator.provisioning import note, ok, problem
+
+    # The worker's own start-up check: a problem here is one `agent.py start` refuses.
+    startup = check_startup("start")
+    settings, local = startup.settings, startup.problems
     print("settings")
-    local = [*settings_problems, *settings.missing_for("start")]
     checks = [problem(p) for p in local] or [
-        ok("all settings valid; the LiveKit, OpenAI and Deepgram keys are set")
+        ok(
+            "the worker would start: settings and prompts valid; the LiveKit, OpenAI and "
+            "Deepgram keys are set"
+        )
     ]
+    checks += [note(w) for w in startup.warnings]
     _print(checks)
 
     print("providers")
@@ -66,7 +77,7 @@ def _status(args: argparse.Namespace) -> int:
 
     url = settings.livekit_url
     print(f"LiveKit{f' at {url}' if url else ''}")
-    if prov.livekit_problems(settings, settings_problems):
+    if prov.livekit_problems(settings, local):
         server = [
             note("not checked: needs a valid LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
         ]
@@ -97,6 +108,7 @@ def record_checks(settings: Settings) -> list[Check]:
     """Records waiting outside the database: held in memory (a problem: the worker could
     store them nowhere) or in the spool (a note: import it)."""
     # Imported here: the records' modules bring SQLAlchemy, which other commands never need.
+    from telephony.operator.provisioning import note, ok, problem
     from telephony.records.recovery import held_problem
     from telephony.records.spool import read_spool, spool_path
 
@@ -120,6 +132,8 @@ def record_checks(settings: Settings) -> list[Check]:
 
 def failure_plan(settings: Settings) -> list[Check]:
     """The fallbacks set, and what a caller hears when no provider can answer."""
+    from telephony.operator.provisioning import note, ok
+
     fallbacks = settings.models.fallbacks
     lines = [ok(f"fallback {kind.upper()}: {what}") for kind, what in fallbacks.items()]
     setting = {
@@ -145,6 +159,8 @@ def failure_plan(settings: Settings) -> list[Check]:
 
 
 async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Check]:
+    from telephony.operator.provisioning import problem
+
     try:
         return await within(seconds, f"LiveKit at {settings.livekit_url}", _server_checks(settings))
     except CliError as e:
@@ -152,6 +168,11 @@ async def _bounded_server_checks(settings: Settings, seconds: float) -> list[Che
 
 
 async def _server_checks(settings: Settings) -> list[Check]:
+    from livekit import api
+
+    from telephony.operator import provisioning as prov
+    from telephony.operator.provisioning import ok, problem
+
     url = settings.livekit_url
     # A diagnosis reports what this URL answers: no replay against other regions.
     async with api.LiveKitAPI(
