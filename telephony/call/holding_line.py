@@ -25,6 +25,7 @@ the provider that stalled; a slow TTS with no cached line gets nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -64,6 +65,7 @@ class HoldingLine:
     def __init__(self, session: AgentSession[Any], state: CallState) -> None:
         self._state = state
         self._vad_silence = vad_min_silence(session.vad) or 0.0
+        self._turns_by_message = session.vad is None
         # The reply's audio rate (the TTS adapter's): the cached line is resampled to it.
         self._sample_rate = session.tts.sample_rate if session.tts is not None else None
         # time.time() of the caller's last word, while their turn has no answer audio yet
@@ -86,8 +88,8 @@ class HoldingLine:
 
     async def llm_node(self, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
         """The reply's text (the LLM's chunks), starting with the line when it is slow."""
-        async with _Relay(chunks) as relay:
-            if await self._silent_too_long(relay.first) and self._claim():
+        async with _Relay(chunks) as relay, self._turn() as turn:
+            if await self._silent_too_long(relay.first) and turn.claim():
                 logger.info("the LLM is slow to answer: saying the holding line")
                 self._segment_made = True
                 # The space keeps the line and the answer apart in the reply's text.
@@ -112,8 +114,12 @@ class HoldingLine:
                     yield frame
                 return
             text = _replay(said)
-        async with _Relay(synthesize(text)) as relay:
-            if await self._silent_too_long(relay.first) and (audio := self._take_cached()):
+        async with _Relay(synthesize(text)) as relay, self._turn() as turn:
+            if (
+                await self._silent_too_long(relay.first)
+                and (audio := self._cached_audio()) is not None
+                and turn.claim()
+            ):
                 logger.info("the TTS is slow to answer: playing the holding line")
                 async for frame in audio:
                     yield frame
@@ -140,20 +146,17 @@ class HoldingLine:
                 changed.cancel()
         return False
 
-    def _claim(self) -> bool:
-        """True once per turn: the line may be said now."""
-        if self.held_this_turn:
-            return False
-        self.held_this_turn = True
-        return True
-
-    def _take_cached(self) -> AsyncIterator[rtc.AudioFrame] | None:
-        """The line's cached audio, once per turn (a slow TTS cannot say it)."""
-        if self.held_this_turn:
-            return None
-        audio = self._cached_audio()
-        self.held_this_turn = audio is not None
-        return audio
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[_Claim]:
+        """The line's claim for one reply: once per turn, and given back when the reply is
+        dropped (a reply prepared while the caller was still speaking): unheard."""
+        claim = _Claim(self)
+        try:
+            yield claim
+        except (asyncio.CancelledError, GeneratorExit):
+            if claim.claimed:
+                self.held_this_turn = False
+            raise
 
     def _cached_audio(self) -> AsyncIterator[rtc.AudioFrame] | None:
         audio = cached_prompt_audio(self._state, holding_line_text(self._state))
@@ -176,7 +179,10 @@ class HoldingLine:
         self._notify()
 
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
-        if getattr(event.item, "role", None) == "user":  # a new turn, typed or spoken
+        # Without a VAD (typed input) a turn starts with the caller's message. With one it
+        # starts when they speak: their message comes at the commit, which may follow the
+        # line of a reply prepared early.
+        if self._turns_by_message and getattr(event.item, "role", None) == "user":
             self.held_this_turn = False
 
     def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
@@ -187,6 +193,19 @@ class HoldingLine:
         if isinstance(getattr(error, "error", None), APITimeoutError):
             self.timeouts += 1
             self._notify()
+
+
+class _Claim:
+    def __init__(self, line: HoldingLine) -> None:
+        self._line = line
+        self.claimed = False
+
+    def claim(self) -> bool:
+        """True once per turn: the line may be said now."""
+        if self._line.held_this_turn:
+            return False
+        self._line.held_this_turn = self.claimed = True
+        return True
 
 
 @dataclass
