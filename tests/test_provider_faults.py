@@ -4,9 +4,13 @@ provider that stays down gets the caller an apology, then a hang-up and a record
 
 import asyncio
 import time
+from types import SimpleNamespace
+
+from livekit.agents import APITimeoutError
+from livekit.agents.utils import EventEmitter
 
 from telephony.call.greeting_audio import GreetingAudioCache
-from telephony.call.holding_line import holding_line_text
+from telephony.call.holding_line import HoldingLine, holding_line_text
 from telephony.call.prompt_audio import prompt_audio_key
 from telephony.call.provider_faults import APOLOGY_PROMPT, apology_key
 from telephony.devtools.standins.livekit_server import sip_call_error
@@ -491,3 +495,36 @@ async def test_the_holding_line_is_said_once_a_turn_even_when_the_apology_stalls
         assert about(held.duration, holding_seconds)
     record = saved_record()
     assert record.error.startswith("tts: APITimeoutError")
+
+
+class _Session(EventEmitter):
+    """As much of a session as the holding line listens to: an LLM alone, no VAD."""
+
+    vad = None
+    tts = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.llm = EventEmitter()
+
+    def attempt_timed_out(self) -> None:
+        self.llm.emit("error", SimpleNamespace(error=APITimeoutError()))
+
+
+async def _stalled():
+    await asyncio.Event().wait()
+    yield "never"
+
+
+async def test_a_reply_dropped_before_it_was_heard_gives_the_holding_line_back():
+    # A reply prepared while the caller was still speaking (preemptive generation) may
+    # say the line, then be dropped as the caller speaks on: the turn's real reply says it.
+    session = _Session()
+    line = HoldingLine(session, SimpleNamespace(render=lambda _: "One moment, please."))
+    for _ in range(2):  # the dropped reply, then the one the caller hears
+        reply_text = line.llm_node(_stalled())
+        said = asyncio.ensure_future(anext(reply_text))
+        await asyncio.sleep(0.05)  # the reply waits for its first token
+        session.attempt_timed_out()
+        assert await asyncio.wait_for(said, TIMEOUT) == "One moment, please. "
+        await reply_text.aclose()

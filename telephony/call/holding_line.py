@@ -79,7 +79,7 @@ class HoldingLine:
         session.on("conversation_item_added", self._on_item_added)
         seen: set[int] = set()  # an LLM alone is its own second attempt: listen once
         for model in (session.llm, session.tts):
-            for instance in adapter_instances(model):
+            for instance in adapter_instances(model) if model is not None else []:
                 if id(instance) not in seen:
                     seen.add(id(instance))
                     instance.on("error", self._on_attempt_error)

@@ -60,7 +60,7 @@ def cached_apology(state: CallState) -> CachedAudio | None:
     return cached_prompt_audio(state, apology_text(state))
 
 
-async def cache_apology(state: CallState, tts: tts_base.TTS | None) -> None:
+async def cache_failure_lines(state: CallState, tts: tts_base.TTS | None) -> None:
     """Synthesize the holding line and the apology once, while the providers work, for the
     calls that need them (the holding line first: it is the first one a failing turn says)."""
     lines = {"holding line": holding_line_text(state), "apology": apology_text(state)}
@@ -122,7 +122,7 @@ def apologize_on_provider_failure(session: AgentSession[CallState], state: CallS
     session.on("error", on_error)
     state.holding_line = HoldingLine(session, state)
     if state.greeting_audio is not None:
-        start(cache_apology(state, session.tts), "cache-apology")
+        start(cache_failure_lines(state, session.tts), "cache-failure-lines")
     session.once("close", lambda _: [t.cancel() for t in list(tasks)])
 
 
