@@ -4,8 +4,14 @@ provider that stays down gets the caller an apology, then a hang-up and a record
 
 import asyncio
 import time
+from types import SimpleNamespace
+
+from livekit.agents import APITimeoutError
+from livekit.agents.utils import EventEmitter
 
 from telephony.call.greeting_audio import GreetingAudioCache
+from telephony.call.holding_line import HoldingLine, holding_line_text
+from telephony.call.prompt_audio import prompt_audio_key
 from telephony.call.provider_faults import APOLOGY_PROMPT, apology_key
 from telephony.devtools.standins.livekit_server import sip_call_error
 from telephony.devtools.standins.openai_server import OpenAIStandin, http_error, reply
@@ -336,3 +342,189 @@ async def test_a_stalled_tts_with_a_fallback_the_fallback_speaks_after_the_bound
         server.tts_first_byte_delay = 30
 
     await tts_fault_with_a_fallback(monkeypatch, livekit_server, openai_server, fault)
+
+
+# -- the holding line: a stalled provider never leaves the caller in silence until the end
+# of its attempts. Segments are what the caller heard, in order; the line is told from the
+# answer and the apology by its length (its cached audio's).
+
+
+async def wait_for_the_cached_lines(run: JobRun, cache: GreetingAudioCache) -> tuple[float, float]:
+    """Seconds of the holding line's and the apology's audio, once both were kept."""
+    apology_seconds = await wait_for_the_cached_apology(run, cache)
+    held = cache.get(prompt_audio_key(run.state, holding_line_text(run.state)))
+    assert held is not None, "the holding line is cached before the apology"
+    return held.duration, apology_seconds
+
+
+def about(seconds: float, expected: float) -> bool:
+    return abs(seconds - expected) < 0.2
+
+
+async def test_a_stalled_llm_without_a_fallback_says_the_holding_line_then_the_apology(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    openai_server.default_turn = reply("Too late.", first_token_delay=30)
+    cache = GreetingAudioCache(tmp_path / "audio")
+    async with job(monkeypatch, livekit_server, openai_server, greeting_audio=cache) as run:
+        await answered(run)
+        holding_seconds, apology_seconds = await wait_for_the_cached_lines(run, cache)
+        run.session.generate_reply(user_input="Hello, can you book me in for Tuesday?")
+        await deleted(livekit_server, run)
+
+        # After the greeting: the holding line at the first bound, in full, then (every
+        # attempt failed) the apology.
+        held, apology_heard = run.sink.segments[1:]
+        assert about(held.duration, holding_seconds) and not held.interrupted
+        assert about(apology_heard.duration, apology_seconds)
+        assert held.finished_at <= apology_heard.started_at
+        assert "Too late" not in " ".join(r.input for r in openai_server.speech_requests)
+    record = saved_record()
+    assert (record.outcome, record.end_reason) == (Outcome.FAILED, "provider-error")
+
+
+FALLBACK_FIRST_TOKEN = 1.0  # the fallback's answer exists this long after its request
+
+
+async def test_a_stalled_llm_with_a_fallback_says_the_holding_line_while_the_fallback_answers(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    openai_server.default_turn = reply("Too late.", first_token_delay=30)
+    cache = GreetingAudioCache(tmp_path / "audio")
+    async with OpenAIStandin() as second:
+        second.script(reply(ANSWER, first_token_delay=FALLBACK_FIRST_TOKEN), reply(ANSWER))
+        env = {"FALLBACK_LLM_MODEL": "gpt-4o-mini", "FALLBACK_LLM_BASE_URL": second.base_url}
+        async with job(
+            monkeypatch, livekit_server, openai_server, env=env, greeting_audio=cache
+        ) as run:
+            await answered(run)
+            holding_seconds, _ = await wait_for_the_cached_lines(run, cache)
+            await asyncio.wait_for(run.session.run(user_input="Tuesday at ten?"), TIMEOUT)
+            # The next turn goes to the fallback at once: an answer in time, no holding line.
+            await asyncio.wait_for(run.session.run(user_input="And at eleven?"), TIMEOUT)
+            await asyncio.wait_for(run.sink.wait_for_segments(4), TIMEOUT)
+
+            answer_seconds = openai_server.audio_duration_for(ANSWER)
+            held, answer, next_answer = run.sink.segments[1:]
+            # The first turn: the holding line in full, then the fallback's answer ...
+            assert about(held.duration, holding_seconds) and not held.interrupted
+            assert about(answer.duration, answer_seconds)
+            # ... the line handed out before the fallback's answer existed.
+            fallback_request = second.chat_requests[0]
+            assert held.handed_at < fallback_request.received_at + FALLBACK_FIRST_TOKEN
+            # The next turn: the answer alone.
+            assert about(next_answer.duration, answer_seconds)
+            # The transcript has the line, said as part of the first answer.
+            said = [m.text_content for m in run.session.history.messages() if m.role == "assistant"]
+            assert said[-2:] == [f"{holding_line_text(run.state)} {ANSWER}", ANSWER]
+            assert [r.body["model"] for r in second.chat_requests] == ["gpt-4o-mini"] * 2
+            assert run.state.outcome is None and livekit_server.calls("DeleteRoom") == []
+
+
+async def test_a_stalled_tts_without_a_fallback_says_the_cached_holding_line_then_the_apology(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    cache = GreetingAudioCache(tmp_path / "audio")
+    async with job(monkeypatch, livekit_server, openai_server, greeting_audio=cache) as run:
+        await answered(run)
+        holding_seconds, apology_seconds = await wait_for_the_cached_lines(run, cache)
+        openai_server.tts_first_byte_delay = 30
+        run.session.generate_reply(user_input="Tuesday at ten?")
+        await deleted(livekit_server, run)
+
+        held, apology_heard = run.sink.segments[1:]
+        assert about(held.duration, holding_seconds) and not held.interrupted
+        assert about(apology_heard.duration, apology_seconds) and not apology_heard.interrupted
+    record = saved_record()
+    assert record.error.startswith("tts: APITimeoutError")
+
+
+async def test_a_stalled_tts_with_a_fallback_says_the_holding_line_while_the_fallback_speaks(
+    monkeypatch, livekit_server, openai_server, tmp_path
+):
+    cache = GreetingAudioCache(tmp_path / "audio")
+    async with OpenAIStandin() as second:
+        second.tts_first_byte_delay = 0.6  # under the 1.2 s bound
+        env = {"FALLBACK_TTS_PROVIDER": "openai", "FALLBACK_TTS_BASE_URL": second.base_url}
+        openai_server.script(reply(ANSWER))
+        async with job(
+            monkeypatch, livekit_server, openai_server, env=env, greeting_audio=cache
+        ) as run:
+            await answered(run)
+            holding_seconds, _ = await wait_for_the_cached_lines(run, cache)
+            openai_server.tts_first_byte_delay = 30
+            run.session.generate_reply(user_input="Tuesday at ten?")
+            await asyncio.wait_for(run.sink.wait_for_segments(2), TIMEOUT)
+
+            (heard,) = run.sink.segments[1:]
+            answer_seconds = second.audio_duration_for(ANSWER)
+            assert about(heard.duration, holding_seconds + answer_seconds)
+            (fallback_request,) = second.speech_requests
+            assert heard.handed_at < fallback_request.received_at + second.tts_first_byte_delay
+            assert run.state.outcome is None
+
+
+class WithoutTheApology(GreetingAudioCache):
+    """A cache that never has the apology (as when the TTS failed while synthesizing it)."""
+
+    apology = ""
+
+    def get(self, key):
+        return None if key == self.apology else super().get(key)
+
+
+async def test_the_holding_line_is_said_once_a_turn_even_when_the_apology_stalls_too(
+    monkeypatch, livekit_server, openai_server
+):
+    cache = WithoutTheApology(None)
+    async with job(monkeypatch, livekit_server, openai_server, greeting_audio=cache) as run:
+        await answered(run)
+        cache.apology = apology_key(run.state)
+        line = prompt_audio_key(run.state, holding_line_text(run.state))
+        for _ in range(100):
+            if cache.get(line) is not None:
+                break
+            await asyncio.sleep(0.05)
+        holding_seconds = cache.get(line).duration
+        openai_server.tts_first_byte_delay = 30
+        run.session.generate_reply(user_input="Tuesday at ten?")
+        await deleted(livekit_server, run)
+
+        # The reply's TTS stalled: the line; the apology's TTS stalled too: nothing more.
+        (held,) = run.sink.segments[1:]
+        assert about(held.duration, holding_seconds)
+    record = saved_record()
+    assert record.error.startswith("tts: APITimeoutError")
+
+
+class _Session(EventEmitter):
+    """As much of a session as the holding line listens to: an LLM alone, no VAD."""
+
+    vad = None
+    tts = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.llm = EventEmitter()
+
+    def attempt_timed_out(self) -> None:
+        self.llm.emit("error", SimpleNamespace(error=APITimeoutError()))
+
+
+async def _stalled():
+    await asyncio.Event().wait()
+    yield "never"
+
+
+async def test_a_reply_dropped_before_it_was_heard_gives_the_holding_line_back():
+    # A reply prepared while the caller was still speaking (preemptive generation) may
+    # say the line, then be dropped as the caller speaks on: the turn's real reply says it.
+    session = _Session()
+    line = HoldingLine(session, SimpleNamespace(render=lambda _: "One moment, please."))
+    for _ in range(2):  # the dropped reply, then the one the caller hears
+        reply_text = line.llm_node(_stalled())
+        said = asyncio.ensure_future(anext(reply_text))
+        await asyncio.sleep(0.05)  # the reply waits for its first token
+        session.attempt_timed_out()
+        assert await asyncio.wait_for(said, TIMEOUT) == "One moment, please. "
+        await reply_text.aclose()

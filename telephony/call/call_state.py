@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from telephony.call.call_context import CallContext
 from telephony.call.call_control import CallControl
@@ -13,6 +14,9 @@ from telephony.domain.dial_request import CALL_TRANSFER_TARGET, DialRequest
 from telephony.domain.prompts import Prompts
 from telephony.domain.settings import Settings
 from telephony.records.model import Outcome
+
+if TYPE_CHECKING:
+    from telephony.call.holding_line import HoldingLine
 
 
 @dataclass
@@ -47,6 +51,9 @@ class CallState:
     # the key under which the audio of the next synthesized speech, the greeting, is kept.
     greeting_audio: GreetingAudioCache | None = None
     greeting_to_capture: str = ""
+    # Said while a stalled provider is retried (telephony.call.holding_line); set once the
+    # session runs.
+    holding_line: HoldingLine | None = None
 
     def __post_init__(self) -> None:
         if self.ending is None:

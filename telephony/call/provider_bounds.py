@@ -14,6 +14,8 @@ their turn ends:
 - STT: the connection within 3 s (healthy: ~0.2 s).
 A bound this tight can switch a slow but healthy request to the fallback; that costs the
 caller the fallback's own first token, less than waiting on a provider that may be stuck.
+Whatever the retry or the fallback then takes, the caller hears a holding line at the first
+bound (telephony.call.holding_line).
 
 Retries: alone, a failed LLM or TTS request is tried once more (the STT twice: a dropped
 stream is reconnected). With a fallback, the first failure moves to the fallback at once:

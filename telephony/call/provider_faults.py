@@ -12,8 +12,10 @@ the first one ends the call the way the operator chose:
 Either way the record (and so the webhook) has the reason `provider-error` and the error
 of the provider that failed first, e.g. `llm: APIStatusError: ... overloaded`.
 
-The apology's audio is synthesized once, early in the first call, and kept with the
-greeting audio, so it plays even when the TTS is the provider that failed.
+While a stalled provider's retry or fallback runs, the caller hears the holding line
+(telephony.call.holding_line). The audio of both is synthesized once, early in the first
+call, and kept with the greeting audio, so they play even when the TTS is the provider that
+failed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from livekit.agents.voice.events import ErrorEvent
 from telephony.call.call_state import CallState
 from telephony.call.ending import end_call
 from telephony.call.framework_compat import adapter_instances
-from telephony.call.greeting_audio import CachedAudio, greeting_key, tts_voice_identity
+from telephony.call.greeting_audio import CachedAudio
+from telephony.call.holding_line import HoldingLine, holding_line_text
+from telephony.call.prompt_audio import cache_prompt_audio, cached_prompt_audio, prompt_audio_key
 from telephony.records.model import Outcome
 
 logger = logging.getLogger("telephony.call.provider_faults")
@@ -49,25 +53,18 @@ def apology_text(state: CallState) -> str:
 
 
 def apology_key(state: CallState) -> str:
-    return greeting_key(apology_text(state), tts_voice_identity(state.settings.models))
+    return prompt_audio_key(state, apology_text(state))
 
 
 def cached_apology(state: CallState) -> CachedAudio | None:
-    if state.greeting_audio is None:
-        return None
-    return state.greeting_audio.get(apology_key(state))
+    return cached_prompt_audio(state, apology_text(state))
 
 
-async def cache_apology(state: CallState, tts: tts_base.TTS | None) -> None:
-    """Synthesize the apology once, while the providers work, for the calls that need it."""
-    if tts is None or state.greeting_audio is None or cached_apology(state) is not None:
-        return
-    try:
-        frames = [event.frame async for event in tts.synthesize(apology_text(state))]
-    except Exception as e:  # the TTS is down already: the apology falls back to the TTS later
-        logger.warning("could not synthesize the apology ahead: %s", e)
-        return
-    state.greeting_audio.put(apology_key(state), frames)
+async def cache_failure_lines(state: CallState, tts: tts_base.TTS | None) -> None:
+    """Synthesize the holding line and the apology once, while the providers work, for the
+    calls that need them (the holding line first: it is the first one a failing turn says)."""
+    lines = {"holding line": holding_line_text(state), "apology": apology_text(state)}
+    await cache_prompt_audio(state, tts, lines)
 
 
 class _ProviderErrors:
@@ -123,8 +120,9 @@ def apologize_on_provider_failure(session: AgentSession[CallState], state: CallS
         task.add_done_callback(tasks.discard)
 
     session.on("error", on_error)
+    state.holding_line = HoldingLine(session, state)
     if state.greeting_audio is not None:
-        start(cache_apology(state, session.tts), "cache-apology")
+        start(cache_failure_lines(state, session.tts), "cache-failure-lines")
     session.once("close", lambda _: [t.cancel() for t in list(tasks)])
 
 

@@ -32,6 +32,7 @@ PROMPT_NAMES = (
     "keypad_instructions",  # added to the instructions when a keypad menu is configured
     "provider_failure",  # said before hanging up when a speech or language provider fails
     "provider_failure_transfer",  # ... before transferring instead (PROVIDER_FAILURE_TRANSFER)
+    "holding_line",  # said when a provider is slow to answer, while it is retried
 )
 
 # What a template may ask for. Values come from settings and the call context.

@@ -56,13 +56,26 @@ class TelephonyAgent(Agent):
         if self._state.dial_request is None:
             self._greet(self.session, self._state)
 
+    def llm_node(self, chat_ctx: Any, tools: Any, model_settings: ModelSettings) -> Any:
+        """The LLM, whose reply starts with the holding line when it is slow to answer
+        (telephony.call.holding_line)."""
+        chunks = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        holding = self._state.holding_line
+        return chunks if holding is None else holding.llm_node(chunks)
+
     def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> Any:
-        """The TTS, whose audio of the greeting is kept for the next callers (see greet)."""
-        frames = Agent.default.tts_node(self, text, model_settings)
+        """The TTS, whose audio of the greeting is kept for the next callers (see greet),
+        and which says the holding line when a provider is slow (holding_line)."""
         key, self._state.greeting_to_capture = self._state.greeting_to_capture, ""
-        if key and self._state.greeting_audio is not None:
-            return self._state.greeting_audio.capture(key, frames)
-        return frames
+
+        def synthesize(text: AsyncIterable[str]) -> AsyncIterable[Any]:
+            frames = Agent.default.tts_node(self, text, model_settings)
+            if key and self._state.greeting_audio is not None:
+                return self._state.greeting_audio.capture(key, frames)
+            return frames
+
+        holding = self._state.holding_line
+        return synthesize(text) if holding is None else holding.tts_node(text, synthesize)
 
 
 def build_session(
