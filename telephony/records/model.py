@@ -16,6 +16,9 @@ RECORD_FORMAT_VERSION = 1
 
 
 class Outcome(StrEnum):
+    # The call was answered or dialled and has not ended yet (or its job process died
+    # before it could say how it ended: the worker then completes the record, `failed`).
+    IN_PROGRESS = "in-progress"
     COMPLETED = "completed"  # the conversation ended with a goodbye (the end_call tool)
     CALLER_HUNG_UP = "caller-hung-up"
     AGENT_ENDED = "agent-ended"  # the agent hung up for another reason (silence, time limit)

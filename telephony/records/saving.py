@@ -12,6 +12,7 @@ import json
 import logging
 
 from telephony.domain.settings import Settings
+from telephony.records import record_metrics
 from telephony.records.model import CallRecord
 from telephony.records.spool import append_to_spool, spool_path
 from telephony.records.store import StoreError
@@ -39,9 +40,12 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
                 spool_error,
                 json.dumps(record.to_dict()),
             )
+            record_metrics.RECORDS_FAILED.inc()
             return
+        record_metrics.RECORDS_SPOOLED.inc()
         logger.error("call record %s not saved (%s); kept in %s", record.record_id, e, path)
         return
+    record_metrics.record_saved(record.outcome.value, queued_for_webhook=bool(settings.webhook_url))
     logger.info(
         "call record saved: %s, %s, %.1f s",
         record.outcome.value,
