@@ -256,3 +256,28 @@ async def test_agent_start_with_metrics_port_serves_the_worker_and_its_processes
     assert value(samples, "lk_agents_child_process_count", nodename=nodename()) >= 1
     # Only the merged registry is served (the single-process one would add process_* series).
     assert "process_cpu_seconds_total" not in names
+
+
+# ------------------------------------------------------------------ the shipped dashboard
+
+
+def series_names() -> set[str]:
+    """Every sample name the registry can show (a counter's _total, a histogram's _bucket...)."""
+    from prometheus_client import REGISTRY
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+@pytest.mark.parametrize("shipped", ["deploy/grafana-dashboard.json", "deploy/prometheus.yml"])
+def test_the_dashboard_and_the_scrape_example_name_only_series_that_exist(shipped: str) -> None:
+    import re
+
+    text = (PROJECT_ROOT / shipped).read_text()
+    named = set(re.findall(r"\b(?:telephony|lk_agents)_[a-z0-9_]+", text))
+    assert named, f"{shipped} names no series"
+    assert named - series_names() == set()
