@@ -281,3 +281,41 @@ def test_the_dashboard_and_the_scrape_example_name_only_series_that_exist(shippe
     named = set(re.findall(r"\b(?:telephony|lk_agents)_[a-z0-9_]+", text))
     assert named, f"{shipped} names no series"
     assert named - series_names() == set()
+
+
+# ------------------------------------------------------------------ records
+
+
+def counted(name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_record_the_database_refuses_counts_as_spooled_or_else_failed(
+    tmp_path: Path,
+) -> None:
+    from telephony.domain.settings import parse_settings
+    from telephony.records.saving import save_record
+
+    settings, _ = parse_settings(
+        {
+            "DATABASE_URL": "postgresql://calls:pw@127.0.0.1:9/calls",  # nothing listens
+            "CALL_RECORDS_PATH": str(tmp_path / "calls.sqlite3"),
+        },
+        deep_checks=False,
+    )
+    record = CallRecord(direction="inbound", outcome=Outcome.COMPLETED)
+    spooled, failed = (
+        counted("telephony_records_spooled_total"),
+        counted("telephony_records_failed_total"),
+    )
+    await save_record(record, settings)
+    assert counted("telephony_records_spooled_total") - spooled == 1
+    assert counted("telephony_records_failed_total") - failed == 0
+
+    (tmp_path / "unsaved-call-records.jsonl").unlink()
+    (tmp_path / "unsaved-call-records.jsonl").mkdir()  # the spool cannot be written either
+    await save_record(record, settings)
+    assert counted("telephony_records_spooled_total") - spooled == 1
+    assert counted("telephony_records_failed_total") - failed == 1
