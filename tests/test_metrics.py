@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -319,3 +320,32 @@ async def test_a_record_the_database_refuses_counts_as_spooled_or_else_failed(
     await save_record(record, settings)
     assert counted("telephony_records_spooled_total") - spooled == 1
     assert counted("telephony_records_failed_total") - failed == 1
+
+
+async def test_webhook_rounds_count_as_failed_then_sent(record_store, metrics_url) -> None:
+    from aiohttp import web
+
+    from telephony.records.webhook import deliver_pending
+    from tests.test_webhook import closed_port_url, queued
+
+    async def take(_request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        queued(record_store)
+        before = await scrape(metrics_url)
+        await deliver_pending(record_store, closed_port_url(), "s", attempts=1, backoff=0)
+        failed = await scrape(metrics_url)
+        await deliver_pending(record_store, url, "s", now=time.time() + 3600, attempts=1)
+        sent = await scrape(metrics_url)
+    finally:
+        await runner.cleanup()
+    assert grew(before, failed, "telephony_webhook_deliveries_failed_total") == 1
+    assert grew(before, failed, "telephony_webhook_deliveries_sent_total") == 0
+    assert grew(failed, sent, "telephony_webhook_deliveries_sent_total") == 1
