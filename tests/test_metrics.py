@@ -349,3 +349,34 @@ async def test_webhook_rounds_count_as_failed_then_sent(record_store, metrics_ur
     assert grew(before, failed, "telephony_webhook_deliveries_failed_total") == 1
     assert grew(before, failed, "telephony_webhook_deliveries_sent_total") == 0
     assert grew(failed, sent, "telephony_webhook_deliveries_sent_total") == 1
+
+
+# ------------------------------------------------------------------ the setting
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"METRICS_PORT": "nine"}, "METRICS_PORT='nine' must be a whole number from 0 to 65535"),
+        ({"METRICS_PORT": "0"}, "METRICS_PORT=0: Prometheus scrapes a known port"),
+        (
+            {"METRICS_PORT": "8090", "WORKER_HTTP_PORT": "8090"},
+            "METRICS_PORT=8090 is also the worker's health port (WORKER_HTTP_PORT)",
+        ),
+        ({"METRICS_PORT": "8081"}, "METRICS_PORT=8081 is also the worker's health port"),
+    ],
+)
+def test_a_metrics_port_that_cannot_work_is_one_clear_sentence(
+    env: dict[str, str], problem: str
+) -> None:
+    from telephony.domain.settings import parse_settings
+
+    _, problems = parse_settings(env, deep_checks=False)
+    assert [p for p in problems if p.startswith(problem)], problems
+
+
+def test_metrics_port_turns_on_the_frameworks_endpoint() -> None:
+    from telephony.domain.settings import worker_options
+
+    assert worker_options({"METRICS_PORT": "9100"})["prometheus_port"] == 9100
+    assert "prometheus_port" not in worker_options({})
