@@ -2,7 +2,9 @@
 # The phone agent as a container: `python agent.py start` against your LiveKit project.
 #
 #   docker build -t telephony-agent .
-#   docker run --rm --env-file .env.local --stop-timeout 630 telephony-agent
+#   docker run --rm --env-file .env.local --stop-timeout 630 -e METRICS_PORT=9100 -p 9100:9100 telephony-agent
+#
+# METRICS_PORT=9100 serves Prometheus metrics at :9100/metrics (README "Watching your calls").
 #
 # Settings come from the environment at run time (--env-file); no .env file is baked in.
 # uv comes from PyPI (pip install uv); nothing else is downloaded but the locked packages.
@@ -63,6 +65,8 @@ USER agent
 
 # `start` serves a health check on port 8081: GET / answers 200 "OK" while the worker is healthy.
 EXPOSE 8081
+# Prometheus /metrics, when METRICS_PORT=9100 is set (the run line above).
+EXPOSE 9100
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/', timeout=4)"]
 

@@ -12,7 +12,13 @@ What the LLM may do is in tools/, the words in prompts/.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+from telephony.worker.metrics_endpoint import metrics_environment
+
+# With METRICS_PORT, before livekit.agents imports prometheus_client (see metrics_endpoint).
+os.environ.update(metrics_environment())
 
 from livekit.agents import JobContext, JobProcess
 
@@ -29,6 +35,7 @@ from telephony.records.saving import save_record
 from telephony.records.webhook import start_background_delivery
 from telephony.worker import worker_cli
 from telephony.worker.job import run_job
+from telephony.worker.metrics_endpoint import start_sweeping
 from telephony.worker.session import CallWiring
 from telephony.worker.worker_cli import SupervisedServer
 
@@ -86,6 +93,12 @@ def _keep_call_records() -> None:
     """In the worker process: complete the records of job processes that died, move records
     held in memory to disk, report them in the health check (telephony/records/recovery.py)."""
     worker_cli.keep_call_records(server, parse_settings()[0])
+
+
+@server.on("worker_started")
+def _sweep_metrics() -> None:
+    """With METRICS_PORT: forget the calls in progress of job processes that died mid-call."""
+    start_sweeping()
 
 
 async def save_call_record(ctx: JobContext) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from telephony.domain.settings import PROJECT_ROOT, SETTING_NAMES, read_settings
+from telephony.operator.cli import calls as calls_command
 from telephony.operator.cli import main
 from telephony.operator.cli.metrics import percentile
 from telephony.records import webhook
@@ -394,6 +395,38 @@ def test_list_when_nothing_matches(
 ) -> None:
     result = run(capsys, "list", "--outcome", "voicemail")
     assert (result.code, result.out.strip()) == (0, "no calls match these filters")
+
+
+def test_list_active_shows_the_calls_in_progress_with_their_time_so_far(
+    calls: list[CallRecord],
+    record_store: CallStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert run(capsys, "list", "--active").out.strip() == "no calls in progress"
+    started = at(6, 10, 0)
+    # The clock reads two minutes and five seconds after the answer.
+    monkeypatch.setattr(calls_command.time, "time", lambda: started + 125)
+    record_store.save(
+        CallRecord(
+            record_id="rec-up",
+            call_id="SCL_up",
+            direction="inbound",
+            remote_number="+15105550199",
+            started_at=started,
+            answered_at=started,
+            outcome=Outcome.IN_PROGRESS,
+        )
+    )
+    result = run(capsys, "list", "--active")
+    assert result.code == 0, result.err
+    (row,) = result.lines[1:]
+    assert row.split()[2:6] == ["inbound", "+15105550199", "in-progress", "2:05"]
+    assert row.split()[-1] == "SCL_up"
+
+    result = run(capsys, "list", "--active", "--outcome", "completed")
+    assert result.code != 0
+    assert "--active lists the calls in progress: drop --outcome" in result.err
 
 
 def test_list_json_is_the_records(

@@ -28,6 +28,7 @@ from livekit.agents import AgentSession
 from livekit.agents import tts as tts_base
 from livekit.agents.voice.events import ErrorEvent
 
+from telephony.call import call_metrics
 from telephony.call.call_state import CallState
 from telephony.call.ending import end_call
 from telephony.call.framework_compat import adapter_instances
@@ -110,6 +111,7 @@ def apologize_on_provider_failure(session: AgentSession[CallState], state: CallS
         if getattr(error, "recoverable", True) or state.ending.claimed or failed.is_set():
             return
         failed.set()
+        call_metrics.apology_played(_kind(error))
         why = errors.why(error)[:500]
         logger.error("%s: no provider could answer; apologizing, then ending the call", why)
         start(_end_for_provider_failure(session, state, why), "provider-apology")

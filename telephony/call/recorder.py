@@ -16,6 +16,7 @@ from livekit.agents import AgentSession, JobContext, llm
 from livekit.agents.metrics.usage import LLMModelUsage, STTModelUsage, TTSModelUsage
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
+from telephony.call import call_metrics
 from telephony.call.call_context import ATTR_CALL_STATUS, CallContext
 from telephony.call.call_control import DialResult
 from telephony.call.call_state import CallState
@@ -40,6 +41,8 @@ class CallRecorder:
         self._finished: CallRecord | None = None
         # The remote party left the line before the agent ended the call (see watch_line).
         self._caller_hung_up = False
+        # The direction this call was counted under in the metrics (None: not started).
+        self._counted_as: str | None = None
 
     # -- what the call flow reports
 
@@ -50,6 +53,9 @@ class CallRecorder:
         r.local_number = context.local_number or r.local_number
         r.call_id = context.call_id or r.call_id
         r.trunk_id = context.trunk_id or r.trunk_id
+        if self._counted_as is None:
+            self._counted_as = r.direction
+            call_metrics.call_started(r.direction)
 
     def answered(self) -> None:
         if self.record.answered_at is None:
@@ -66,6 +72,8 @@ class CallRecorder:
     def attach(self, session: AgentSession[Any]) -> None:
         self._session = session
         session.once("close", self._on_close)
+        call_metrics.watch_turns(session, turn_latency)
+        call_metrics.watch_providers(session)
 
     def watch_line(self, room: rtc.Room, identity: str) -> None:
         """Note the remote party leaving the line, from the room itself.
@@ -132,6 +140,7 @@ class CallRecorder:
         if self._session is not None:
             _read_session(r, self._session)
         self._finished = r
+        call_metrics.call_ended(r, started=self._counted_as)
         return r
 
     def _decide_outcome(self, ending: Outcome | None) -> Outcome:
@@ -197,23 +206,27 @@ def _latencies(items: list[llm.ChatItem]) -> list[TurnLatency]:
         if item.role == "user":
             last_user = item
         elif item.role == "assistant":
-            m, u = item.metrics, (last_user.metrics if last_user else {})
-            started = m.get("started_speaking_at")
-            stopped = u.get("stopped_speaking_at")
-            latencies.append(
-                TurnLatency(
-                    at=started or item.created_at,
-                    end_of_utterance_delay=u.get("end_of_turn_delay"),
-                    transcription_delay=u.get("transcription_delay"),
-                    llm_ttft=m.get("llm_node_ttft"),
-                    tts_ttfb=m.get("tts_node_ttfb"),
-                    end_of_speech_to_first_audio=(
-                        started - stopped if started is not None and stopped is not None else None
-                    ),
-                )
-            )
+            latencies.append(turn_latency(item, last_user))
             last_user = None
     return latencies
+
+
+def turn_latency(reply: llm.ChatMessage, question: llm.ChatMessage | None) -> TurnLatency:
+    """The latency of one agent reply, from its metrics and those of the user message it
+    answered (None for a reply nobody asked for: a greeting, a prompt after silence)."""
+    m, u = reply.metrics, (question.metrics if question else {})
+    started = m.get("started_speaking_at")
+    stopped = u.get("stopped_speaking_at")
+    return TurnLatency(
+        at=started or reply.created_at,
+        end_of_utterance_delay=u.get("end_of_turn_delay"),
+        transcription_delay=u.get("transcription_delay"),
+        llm_ttft=m.get("llm_node_ttft"),
+        tts_ttfb=m.get("tts_node_ttfb"),
+        end_of_speech_to_first_audio=(
+            started - stopped if started is not None and stopped is not None else None
+        ),
+    )
 
 
 def _usage(session: AgentSession[Any]) -> Usage:

@@ -64,6 +64,7 @@ SETTING_NAMES = (
     "WARM_TRANSFER",
     "NOISE_CANCELLATION",
     "WORKER_HTTP_PORT",
+    "METRICS_PORT",
     "WORKER_CONNECT_RETRIES",
     "DRAIN_TIMEOUT_SECONDS",
     "TURN_DETECTOR",
@@ -197,6 +198,8 @@ class Settings:
     # The worker's health/HTTP port (the framework's `port`); None keeps the framework's
     # default (8081 for `start`, any free port for `dev`), 0 asks for any free port.
     worker_http_port: int | None = None
+    # Port of the worker's Prometheus /metrics (the framework's `prometheus_port`); None: off.
+    metrics_port: int | None = None
     # Connection attempts to LiveKit before the worker gives up (and exits non-zero).
     worker_connect_retries: int = 16
     # After a stop signal, how long running calls may go on before they are cut (with a
@@ -259,6 +262,8 @@ def worker_options(env: Mapping[str, str] | None = None) -> dict[str, int]:
     }
     if settings.worker_http_port is not None:
         options["port"] = settings.worker_http_port
+    if settings.metrics_port is not None:
+        options["prometheus_port"] = settings.metrics_port
     return options
 
 
@@ -524,12 +529,14 @@ def parse_settings(
         ),
         provider_failure_transfer=_failure_transfer(env, destinations, problems),
         worker_http_port=_whole_number(env, "WORKER_HTTP_PORT", None, problems, high=65535),
+        metrics_port=_whole_number(env, "METRICS_PORT", None, problems, high=65535),
         worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)
         or 0,
         drain_timeout_seconds=_drain_timeout(env, problems),
     )
     if deep_checks:
         problems.extend(_telephony_depth_problems(settings))
+    problems.extend(_metrics_port_problems(settings))
     if settings.webhook_url and not settings.webhook_secret:
         problems.append(
             "CALL_WEBHOOK_SECRET is not set: every webhook is signed, so set a long random "
@@ -537,6 +544,21 @@ def parse_settings(
         )
     return settings, problems
 
+
+def _metrics_port_problems(settings: Settings) -> list[str]:
+    port = settings.metrics_port
+    if port == 0:
+        return ["METRICS_PORT=0: Prometheus scrapes a known port, so give one from 1 to 65535"]
+    if port is not None and port == (settings.worker_http_port or DEFAULT_WORKER_HTTP_PORT):
+        return [
+            f"METRICS_PORT={port} is also the worker's health port (WORKER_HTTP_PORT): "
+            "give /metrics a port of its own, e.g. 9100"
+        ]
+    return []
+
+
+# The framework's health port for `start` when WORKER_HTTP_PORT is not set.
+DEFAULT_WORKER_HTTP_PORT = 8081
 
 # Each provider's TTS model and voice when left empty (Deepgram names the voice inside the
 # model id; it has no separate voice), and its STT model.

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from telephony.domain.settings import Settings
+from telephony.records import record_metrics
 from telephony.records.holding import holding_path
 from telephony.records.model import CallRecord, Outcome
 from telephony.records.spool import append_to_spool, spool_path
@@ -99,6 +100,7 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
                     sum(RETRY_DELAYS),
                     e,
                 )
+                record_metrics.RECORDS_FAILED.inc()
                 return
             logger.error(
                 "call record %s not saved anywhere (%s); kept in memory, retrying in %.0f s",
@@ -108,7 +110,9 @@ async def save_record(record: CallRecord, settings: Settings) -> None:
             )
             await asyncio.sleep(delay)
     if place != "store":
+        record_metrics.RECORDS_SPOOLED.inc()  # the spool, or held until the worker moves it
         return
+    record_metrics.record_saved(record.outcome.value, queued_for_webhook=bool(settings.webhook_url))
     logger.info(
         "call record saved: %s, %s, %.1f s",
         record.outcome.value,

@@ -46,6 +46,7 @@ from yarl import URL
 
 from telephony.domain.settings import Settings
 from telephony.domain.terminal_text import printable
+from telephony.records import record_metrics
 from telephony.records.model import CallRecord
 from telephony.records.store import CallStore, StoreError
 from telephony.records.stores import open_store
@@ -292,6 +293,7 @@ async def deliver_pending(
         undecided.discard(record.record_id)
         # Shielded: once the outcome is known it reaches the store, even if we are cancelled.
         if error is None:
+            record_metrics.WEBHOOKS_SENT.inc()
             await asyncio.shield(
                 asyncio.to_thread(store.mark_delivered, record.record_id, at=time.time())
             )
@@ -303,6 +305,7 @@ async def deliver_pending(
             )
             return "delivered"
         if status == GONE:
+            record_metrics.WEBHOOKS_FAILED.inc()
             await asyncio.shield(
                 asyncio.to_thread(store.mark_delivery_gone, record.record_id, error=error)
             )
@@ -314,6 +317,7 @@ async def deliver_pending(
                 extra={"record_id": record.record_id},
             )
             return "gone"
+        record_metrics.WEBHOOKS_FAILED.inc()
         moment = clock + (time.monotonic() - started)
         delay = await asyncio.shield(
             asyncio.to_thread(_mark_failed, store, record.record_id, error, moment)

@@ -113,10 +113,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{P} list --outcome no-answer --direction outbound --since 2024-05-01",
             f"{P} list --number +15105550123 --limit 10",
             f"{P} list --since 2024-05-01T09:00 --until 2024-05-01T17:00 --json",
+            f"{P} list --active",
         ],
         run=_list,
     )
     _add_filters(parser, limit_default=50)
+    parser.add_argument(
+        "--active",
+        action="store_true",
+        help="only the calls up now (outcome in-progress; the duration is so far)",
+    )
     parser.add_argument("--json", action="store_true", help="print the records as a JSON array")
 
     parser = add_command(
@@ -277,6 +283,10 @@ def _nothing_found(store: CallStore) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     filters = _filters(args)
+    if args.active:
+        if filters["outcome"] not in (None, Outcome.IN_PROGRESS.value):
+            raise UsageError("--active lists the calls in progress: drop --outcome")
+        filters["outcome"] = Outcome.IN_PROGRESS.value
     with _open_store() as (_, store):
         records = store.list(**filters, limit=args.limit + 1)
         more = len(records) > args.limit
@@ -284,9 +294,13 @@ def _list(args: argparse.Namespace) -> int:
         if args.json:
             _print_json([r.to_dict() for r in records])
             return 0
+        if not records and args.active:
+            print("no calls in progress")
+            return 0
         if not records:
             _nothing_found(store)
             return 0
+    now = time.time()
     headers = ("started", "direction", "remote number", "outcome", "duration", "SIP", "call id")
     rows = [
         (
@@ -294,7 +308,7 @@ def _list(args: argparse.Namespace) -> int:
             r.direction or "-",
             r.remote_number or "-",
             r.outcome.value,
-            minutes_seconds(r.duration_seconds),
+            minutes_seconds(_so_far(r, now)),
             str(r.sip_status_code) if r.sip_status_code is not None else "-",
             r.call_id or r.record_id,
         )
@@ -304,6 +318,13 @@ def _list(args: argparse.Namespace) -> int:
     if more:
         print(f"(the newest {args.limit} shown; more match: raise --limit or narrow the filters)")
     return 0
+
+
+def _so_far(record: CallRecord, now: float) -> float:
+    """A call's duration; for one still in progress, from its start until now."""
+    if record.outcome is Outcome.IN_PROGRESS:
+        return max(0.0, now - record.started_at)
+    return record.duration_seconds
 
 
 # ------------------------------------------------------------------ show
