@@ -25,6 +25,8 @@ call_latency = sa.Table(
     sa.Column("record_id", sa.Text, nullable=False),
     sa.Column("started_at", sa.Double, nullable=False),  # the call's, to filter without a join
     sa.Column("e2e_ms", sa.Integer, nullable=False),
+    sa.Index("ix_call_latency_record_id", "record_id"),
+    sa.Index("ix_call_latency_started_at", "started_at", "e2e_ms"),
 )
 call_text = sa.Table(
     "call_text",
@@ -127,11 +129,7 @@ def _value_at(counts: Iterable[tuple[int, int]], rank: int) -> int:
 
 def create_tables(conn: Connection) -> None:
     """Migration 2's DDL, then the rows of every record already saved."""
-    call_latency.create(conn)
-    sa.Index("ix_call_latency_record_id", call_latency.c.record_id).create(conn)
-    sa.Index("ix_call_latency_started_at", call_latency.c.started_at, call_latency.c.e2e_ms).create(
-        conn
-    )
+    call_latency.create(conn)  # with its indexes
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
             "CREATE VIRTUAL TABLE call_text USING fts5(record_id UNINDEXED, body, "
