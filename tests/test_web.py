@@ -21,8 +21,9 @@ from telephony.operator.cli.metrics import measured, percentile
 from telephony.operator.web.app import WebConfig, make_app
 from telephony.operator.web.query import number_filter
 from telephony.records import migrations as schema
+from telephony.records.call_index import CallFilter
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.store import CallFilter, CallStore
+from telephony.records.store import CallStore
 from tests.web_fixtures import HOSTILE_ID, IMG, SCRIPT, conversation_record, fill
 
 TOKEN = "s3cret-token-0123456789"
@@ -251,8 +252,8 @@ def test_migration_2_indexes_the_records_saved_before_it(record_store_url: str) 
     # Back to version 1, as a database from before the web page: no side tables.
     engine = sa.create_engine(record_store_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE call_latency"))
-        conn.execute(sa.text("DROP TABLE call_text"))
+        for table in ("call_index", "call_latency", "call_text"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
         conn.execute(sa.text("DELETE FROM schema_version WHERE version >= 2"))
     engine.dispose()
 

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -26,11 +26,11 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from telephony.records import call_index
 from telephony.records import migrations as schema
-from telephony.records import search_index
+from telephony.records.call_index import CallFilter, CallTotals, DayTotals
 from telephony.records.migrations import WRITE_LOCK, Migration, SchemaError
-from telephony.records.model import CallRecord, Outcome
-from telephony.records.search_index import call_latency, matching_text, percentile_of_counts
+from telephony.records.model import CallRecord
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 PG_CONNECT_TIMEOUT_SECONDS = 10
@@ -49,37 +49,6 @@ class DeliveryState:
     last_error: str
     next_attempt_at: float | None
     delivered_at: float | None
-
-
-@dataclass(frozen=True)
-class CallFilter:
-    """What the web page's list narrows to; None (or empty) means any."""
-
-    since: float | None = None  # started_at >= since
-    until: float | None = None  # started_at < until
-    direction: str | None = None
-    outcome: str | None = None  # None: every finished call (in-progress ones are apart)
-    # '+E164': the remote or local number exactly; digits alone: a number ending with them.
-    number: str | None = None
-    text: str | None = None  # in the transcript, any case
-
-
-@dataclass(frozen=True)
-class CallTotals:
-    calls: int
-    by_outcome: dict[str, int]
-    duration_seconds: float
-    replies_measured: int  # agent replies with an end-of-speech-to-first-audio time
-    e2e_p50: float | None  # seconds
-    e2e_p90: float | None
-
-
-@dataclass(frozen=True)
-class DayTotals:
-    day: int  # days since 1970-01-01 in the caller's time zone (utc_offset)
-    by_outcome: dict[str, int]
-    e2e_p50: float | None
-    e2e_p90: float | None
 
 
 # The columns queries use; migrations.py owns how the schema got there.
@@ -295,6 +264,16 @@ class CallStore:
         queue_webhook=True (re)queues it for webhook delivery now, as a fresh delivery;
         otherwise its delivery state is left as it was.
         """
+        with self._transaction(write=True) as conn:
+            self._save_in(conn, record, queue_webhook=queue_webhook)
+
+    def save_many(self, records: Sequence[CallRecord]) -> None:
+        """Save these records in one transaction (imports, benchmarks); webhooks untouched."""
+        with self._transaction(write=True) as conn:
+            for record in records:
+                self._save_in(conn, record, queue_webhook=False)
+
+    def _save_in(self, conn: Connection, record: CallRecord, *, queue_webhook: bool) -> None:
         values = _row(record)
         outbox = _fresh_delivery(time.time()) if queue_webhook else {}
         stmt = self._upsert_insert(calls).values(**values, **outbox)
@@ -302,9 +281,9 @@ class CallStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=[calls.c.record_id], set_={**changed, **outbox}
         )
-        with self._transaction(write=True) as conn:
-            conn.execute(stmt)
-            search_index.index_record(conn, values["record"])
+        conn.execute(stmt)
+        # The web page's side tables, in the same transaction as the record.
+        call_index.index_record(conn, values["record"])
 
     def get(self, key: str) -> CallRecord | None:
         """The record with this record_id, else the newest with this SIP call_id or job_id."""
@@ -356,131 +335,33 @@ class CallStore:
     # -------------------------------------------------------------- the web page
 
     def page(self, where: CallFilter, *, offset: int = 0, limit: int = 50) -> list[CallRecord]:
-        """One page of the matching calls, newest first."""
-        c = calls.c
-        stmt = (
-            sa.select(c.record)
-            .where(*self._conditions(where))
-            .order_by(c.started_at.desc(), c.record_id)
-            .offset(max(0, offset))
-            .limit(max(0, limit))
-        )
+        """One page of the matching calls, newest first (filtered on call_index.py's
+        narrow tables; only the page's records are read whole)."""
         with self._transaction() as conn:
-            return [CallRecord.from_dict(data) for data in conn.execute(stmt).scalars()]
+            ids = call_index.page_ids(conn, where, offset=offset, limit=limit)
+            if not ids:
+                return []
+            rows = conn.execute(
+                sa.select(calls.c.record_id, calls.c.record).where(calls.c.record_id.in_(ids))
+            )
+            found = {record_id: data for record_id, data in rows}
+        return [CallRecord.from_dict(found[i]) for i in ids if i in found]
 
     def in_progress(self, where: CallFilter, *, limit: int = 50) -> list[CallRecord]:
         """Calls up now (outcome in-progress) that match the other filters, newest first."""
-        now = CallFilter(**{**where.__dict__, "outcome": str(Outcome.IN_PROGRESS)})
-        return self.page(now, limit=limit)
+        return self.page(replace(where, outcome=call_index.IN_PROGRESS), limit=limit)
 
     def totals(self, where: CallFilter) -> CallTotals:
-        """Counts by outcome, summed duration and reply latency percentiles of the matching
-        calls, all computed in the database."""
-        c = calls.c
-        conditions = self._conditions(where)
-        by_outcome = (
-            sa.select(c.outcome, sa.func.count(), sa.func.sum(c.duration_seconds))
-            .where(*conditions)
-            .group_by(c.outcome)
-        )
+        """Counts by outcome, summed duration and reply-latency percentiles of the matching
+        calls, computed in the database."""
         with self._transaction() as conn:
-            rows = conn.execute(by_outcome).all()
-            counts = self._latency_counts(conn, where, conditions)
-        return CallTotals(
-            calls=sum(n for _, n, _ in rows),
-            by_outcome={outcome: n for outcome, n, _ in rows},
-            duration_seconds=float(sum(total or 0.0 for _, _, total in rows)),
-            replies_measured=sum(n for _, n in counts),
-            e2e_p50=_seconds(percentile_of_counts(counts, 50)),
-            e2e_p90=_seconds(percentile_of_counts(counts, 90)),
-        )
+            return call_index.totals(conn, where)
 
     def per_day(self, *, since: float, until: float, utc_offset: float) -> list[DayTotals]:
-        """Calls by outcome and reply latency p50/p90 for each day with calls, oldest first;
-        days start at local midnight for a zone `utc_offset` seconds east of UTC."""
-        c, lat = calls.c, call_latency.c
+        """Calls by outcome and reply latency p50/p90 per day, oldest first; days start at
+        midnight in a zone `utc_offset` seconds east of UTC."""
         with self._transaction() as conn:
-            day = self._day(conn, c.started_at, utc_offset)
-            outcomes = conn.execute(
-                sa.select(day, c.outcome, sa.func.count())
-                .where(c.started_at >= since, c.started_at < until)
-                .group_by(day, c.outcome)
-            ).all()
-            lat_day = self._day(conn, lat.started_at, utc_offset)
-            latencies = conn.execute(
-                sa.select(lat_day, lat.e2e_ms, sa.func.count())
-                .where(lat.started_at >= since, lat.started_at < until)
-                .group_by(lat_day, lat.e2e_ms)
-                .order_by(lat_day, lat.e2e_ms)
-            ).all()
-        days: dict[int, dict[str, int]] = {}
-        for d, outcome, n in outcomes:
-            days.setdefault(int(d), {})[outcome] = n
-        hist: dict[int, list[tuple[int, int]]] = {}
-        for d, value, n in latencies:
-            hist.setdefault(int(d), []).append((value, n))
-        return [
-            DayTotals(
-                day=d,
-                by_outcome=days.get(d, {}),
-                e2e_p50=_seconds(percentile_of_counts(hist.get(d, []), 50)),
-                e2e_p90=_seconds(percentile_of_counts(hist.get(d, []), 90)),
-            )
-            for d in sorted(days.keys() | hist.keys())
-        ]
-
-    def _conditions(self, where: CallFilter) -> list[sa.ColumnElement[bool]]:
-        c = calls.c
-        conditions: list[sa.ColumnElement[bool]] = []
-        if where.outcome:
-            conditions.append(c.outcome == where.outcome)
-        else:
-            conditions.append(c.outcome != str(Outcome.IN_PROGRESS))
-        if where.direction:
-            conditions.append(c.direction == where.direction)
-        if where.since is not None:
-            conditions.append(c.started_at >= where.since)
-        if where.until is not None:
-            conditions.append(c.started_at < where.until)
-        if where.number and where.number.startswith("+"):
-            conditions.append(
-                sa.or_(c.remote_number == where.number, c.local_number == where.number)
-            )
-        elif where.number:
-            if not where.number.isdigit():
-                raise ValueError(f"a number filter is '+E164' or digits, got {where.number!r}")
-            ending = f"%{where.number}"
-            conditions.append(sa.or_(c.remote_number.like(ending), c.local_number.like(ending)))
-        if where.text:
-            conditions.append(c.record_id.in_(matching_text(where.text, self._engine.dialect.name)))
-        return conditions
-
-    def _latency_counts(
-        self, conn: Connection, where: CallFilter, conditions: list[sa.ColumnElement[bool]]
-    ) -> list[tuple[int, int]]:
-        """(end of speech -> first audio in ms, how many replies) over the matching calls."""
-        lat = call_latency.c
-        own: list[sa.ColumnElement[bool]] = []
-        # The side table carries started_at: a date range narrows it before any join.
-        if where.since is not None:
-            own.append(lat.started_at >= where.since)
-        if where.until is not None:
-            own.append(lat.started_at < where.until)
-        ids = sa.select(calls.c.record_id).where(*conditions)
-        stmt = (
-            sa.select(lat.e2e_ms, sa.func.count())
-            .where(*own, lat.record_id.in_(ids))
-            .group_by(lat.e2e_ms)
-            .order_by(lat.e2e_ms)
-        )
-        return [(int(v), int(n)) for v, n in conn.execute(stmt).all()]
-
-    @staticmethod
-    def _day(conn: Connection, column: Any, utc_offset: float) -> Any:
-        shifted = (column + utc_offset) / 86400
-        if conn.dialect.name == "sqlite":
-            return sa.cast(shifted, sa.Integer)  # truncates; times are after 1970
-        return sa.cast(sa.func.floor(shifted), sa.Integer)
+            return call_index.per_day(conn, since=since, until=until, utc_offset=utc_offset)
 
     def count(self) -> int:
         with self._transaction() as conn:
@@ -684,10 +565,6 @@ def _row(record: CallRecord) -> dict[str, Any]:
         "sip_status_code": record.sip_status_code,
         "record": record.to_dict(),
     }
-
-
-def _seconds(ms: float | None) -> float | None:
-    return None if ms is None else ms / 1000
 
 
 def _fresh_delivery(now: float) -> dict[str, Any]:

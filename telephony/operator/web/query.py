@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from telephony.domain.phone_numbers import normalize_number
+from telephony.records.call_index import CallFilter
 from telephony.records.model import Outcome
-from telephony.records.store import CallFilter
 
 DIRECTIONS = ("inbound", "outbound", "web")
 OUTCOMES = tuple(o.value for o in Outcome)

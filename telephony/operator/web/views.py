@@ -13,8 +13,9 @@ from telephony.domain.phone_numbers import mask_number
 from telephony.operator.cli.base import local_minutes, local_seconds, minutes_seconds
 from telephony.operator.cli.metrics import LATENCY_COLUMNS, measured, percentile
 from telephony.operator.web import charts
+from telephony.records.call_index import DayTotals
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.store import DayTotals, DeliveryState
+from telephony.records.store import DeliveryState
 
 # Outcomes get a fixed CSS class by position (colours in style.css); anything else "o-x".
 OUTCOME_CSS = {o.value: f"o{i}" for i, o in enumerate(Outcome)}
