@@ -61,6 +61,14 @@ call_text = sa.Table(
     sa.Column("record_id", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
 )
+# SQLite's call_text is an FTS5 table, written by rowid (never created from this).
+call_text_fts = sa.Table(
+    "call_text",
+    sa.MetaData(),
+    sa.Column("rowid", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Text),
+    sa.Column("body", sa.Text),
+)
 
 
 @dataclass(frozen=True)
@@ -99,56 +107,68 @@ class DayTotals:
 
 def index_record(conn: Connection, record: Mapping[str, Any]) -> None:
     """Replace one record's rows in the three tables (inside the save's transaction)."""
-    record_id = record["record_id"]
-    started_at = float(record.get("started_at") or 0.0)
-    facts = {
+    index_records(conn, [record])
+
+
+def index_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> None:
+    """Replace these records' rows in the three tables, a few statements for them all."""
+    if not records:
+        return
+    ids = [r["record_id"] for r in records]
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # FTS5 finds rows fast only by rowid: each text borrows its call_index row's rowid
+        # (record_id is stored too, so a search stays exact whatever happens to rowids).
+        old = sa.select(sa.literal_column("rowid")).where(call_index.c.record_id.in_(ids))
+        conn.execute(sa.delete(call_text_fts).where(call_text_fts.c.rowid.in_(old)))
+    else:
+        conn.execute(sa.delete(call_text).where(call_text.c.record_id.in_(ids)))
+    conn.execute(sa.delete(call_index).where(call_index.c.record_id.in_(ids)))
+    conn.execute(sa.delete(call_latency).where(call_latency.c.record_id.in_(ids)))
+    conn.execute(sa.insert(call_index), [_index_row(r) for r in records])
+    latencies = [
+        {**_facts(r), "record_id": r["record_id"], "started_at": _started(r), "e2e_ms": v}
+        for r in records
+        for v in e2e_values_ms(r)
+    ]
+    if latencies:
+        conn.execute(sa.insert(call_latency), latencies)
+    texts = [{"record_id": r["record_id"], "body": transcript_body(r)} for r in records]
+    if sqlite:
+        rowids = dict(
+            conn.execute(
+                sa.select(call_index.c.record_id, sa.literal_column("rowid")).where(
+                    call_index.c.record_id.in_(ids)
+                )
+            ).all()
+        )
+        texts = [{**t, "rowid": rowids[t["record_id"]]} for t in texts]
+        conn.execute(sa.insert(call_text_fts), texts)
+    else:
+        conn.execute(sa.insert(call_text), texts)
+
+
+def _started(record: Mapping[str, Any]) -> float:
+    return float(record.get("started_at") or 0.0)
+
+
+def _facts(record: Mapping[str, Any]) -> dict[str, str]:
+    return {
         "direction": str(record.get("direction") or ""),
         "outcome": str(record.get("outcome") or ""),
     }
-    if conn.dialect.name == "sqlite":
-        # FTS5 finds rows fast only by rowid: the text borrows the call_index row's rowid.
-        conn.execute(
-            sa.text(
-                "DELETE FROM call_text WHERE rowid IN "
-                "(SELECT rowid FROM call_index WHERE record_id = :id)"
-            ),
-            {"id": record_id},
-        )
-    conn.execute(sa.delete(call_index).where(call_index.c.record_id == record_id))
-    conn.execute(
-        sa.insert(call_index).values(
-            record_id=record_id,
-            started_at=started_at,
-            duration_seconds=max(0.0, float(record.get("ended_at") or 0.0) - started_at),
-            remote_rev=reversed_digits(str(record.get("remote_number") or "")),
-            local_rev=reversed_digits(str(record.get("local_number") or "")),
-            **facts,
-        )
-    )
-    conn.execute(sa.delete(call_latency).where(call_latency.c.record_id == record_id))
-    values = e2e_values_ms(record)
-    if values:
-        rows = [
-            {"record_id": record_id, "started_at": started_at, **facts, "e2e_ms": v} for v in values
-        ]
-        conn.execute(sa.insert(call_latency), rows)
-    _index_text(conn, record_id, transcript_body(record))
 
 
-def _index_text(conn: Connection, record_id: str, body: str) -> None:
-    if conn.dialect.name != "sqlite":
-        conn.execute(sa.delete(call_text).where(call_text.c.record_id == record_id))
-        conn.execute(sa.insert(call_text).values(record_id=record_id, body=body))
-        return
-    # The old text went with the old call_index row (index_record); record_id is stored
-    # too, so a search stays exact whatever happens to rowids.
-    rowid = conn.execute(
-        sa.text("SELECT rowid FROM call_index WHERE record_id = :id"), {"id": record_id}
-    ).scalar_one()
-    conn.execute(
-        sa.text("INSERT INTO call_text (rowid, record_id, body) VALUES (:rowid, :id, :body)"),
-        {"rowid": rowid, "id": record_id, "body": body},
-    )
+def _index_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    started_at = _started(record)
+    return {
+        "record_id": record["record_id"],
+        "started_at": started_at,
+        "duration_seconds": max(0.0, float(record.get("ended_at") or 0.0) - started_at),
+        "remote_rev": reversed_digits(str(record.get("remote_number") or "")),
+        "local_rev": reversed_digits(str(record.get("local_number") or "")),
+        **_facts(record),
+    }
 
 
 def transcript_body(record: Mapping[str, Any]) -> str:
@@ -355,8 +375,10 @@ def create_tables(conn: Connection) -> None:
     else:
         conn.exec_driver_sql("CREATE TABLE call_text (record_id TEXT PRIMARY KEY, body TEXT)")
         _trigram_index(conn)
-    for (record,) in conn.execute(sa.text("SELECT record FROM calls")).all():
-        index_record(conn, json.loads(record) if isinstance(record, str) else record)
+    rows = conn.execute(sa.text("SELECT record FROM calls")).scalars().all()
+    records = [json.loads(r) if isinstance(r, str) else r for r in rows]
+    for first in range(0, len(records), 500):
+        index_records(conn, records[first : first + 500])
 
 
 def _trigram_index(conn: Connection) -> None:

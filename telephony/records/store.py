@@ -265,25 +265,28 @@ class CallStore:
         otherwise its delivery state is left as it was.
         """
         with self._transaction(write=True) as conn:
-            self._save_in(conn, record, queue_webhook=queue_webhook)
+            self._save_in(conn, [record], queue_webhook=queue_webhook)
 
     def save_many(self, records: Sequence[CallRecord]) -> None:
-        """Save these records in one transaction (imports, benchmarks); webhooks untouched."""
-        with self._transaction(write=True) as conn:
-            for record in records:
-                self._save_in(conn, record, queue_webhook=False)
+        """Save these records in one transaction, a few statements for them all (imports,
+        benchmarks); their webhook deliveries are left as they were."""
+        if records:
+            with self._transaction(write=True) as conn:
+                self._save_in(conn, records, queue_webhook=False)
 
-    def _save_in(self, conn: Connection, record: CallRecord, *, queue_webhook: bool) -> None:
-        values = _row(record)
+    def _save_in(
+        self, conn: Connection, records: Sequence[CallRecord], *, queue_webhook: bool
+    ) -> None:
+        rows = [_row(record) for record in records]
         outbox = _fresh_delivery(time.time()) if queue_webhook else {}
-        stmt = self._upsert_insert(calls).values(**values, **outbox)
-        changed = {name: stmt.excluded[name] for name in values if name != "record_id"}
+        stmt = self._upsert_insert(calls)
+        changed = {name: stmt.excluded[name] for name in rows[0] if name != "record_id"}
         stmt = stmt.on_conflict_do_update(
             index_elements=[calls.c.record_id], set_={**changed, **outbox}
         )
-        conn.execute(stmt)
-        # The web page's side tables, in the same transaction as the record.
-        call_index.index_record(conn, values["record"])
+        conn.execute(stmt, [{**row, **outbox} for row in rows])
+        # The web page's side tables, in the same transaction as the records.
+        call_index.index_records(conn, [row["record"] for row in rows])
 
     def get(self, key: str) -> CallRecord | None:
         """The record with this record_id, else the newest with this SIP call_id or job_id."""
