@@ -37,9 +37,10 @@ call_index = sa.Table(
     sa.Column("duration_seconds", sa.Double, nullable=False),
     sa.Column("remote_rev", sa.Text, nullable=False),  # digits, last first
     sa.Column("local_rev", sa.Text, nullable=False),
-    sa.Index("ix_call_index_started_at", "started_at"),
-    sa.Index("ix_call_index_direction", "direction", "started_at"),
-    sa.Index("ix_call_index_outcome", "outcome", "started_at"),
+    # Covering indexes: the list's filters and sums read the index alone, never the table.
+    sa.Index("ix_call_index_started_at", "started_at", "outcome", "direction", "duration_seconds"),
+    sa.Index("ix_call_index_direction", "direction", "started_at", "outcome", "duration_seconds"),
+    sa.Index("ix_call_index_outcome", "outcome", "started_at", "direction", "duration_seconds"),
     sa.Index("ix_call_index_remote_rev", "remote_rev"),
     sa.Index("ix_call_index_local_rev", "local_rev"),
 )
@@ -52,8 +53,10 @@ call_latency = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("e2e_ms", sa.Integer, nullable=False),
     sa.Index("ix_call_latency_record_id", "record_id"),
-    sa.Index("ix_call_latency_started_at", "started_at", "e2e_ms"),
-    sa.Index("ix_call_latency_e2e", "e2e_ms", "outcome"),
+    # Covering too: a date range seeks the first; otherwise the second streams the values
+    # in order, so GROUP BY e2e_ms needs no sort.
+    sa.Index("ix_call_latency_started_at", "started_at", "outcome", "direction", "e2e_ms"),
+    sa.Index("ix_call_latency_e2e", "e2e_ms", "outcome", "direction", "started_at"),
 )
 call_text = sa.Table(
     "call_text",
@@ -193,12 +196,25 @@ def reversed_digits(number: str) -> str:
 # ------------------------------------------------------------------ reading
 
 
-def page_ids(conn: Connection, where: CallFilter, *, offset: int, limit: int) -> list[str]:
+def browse(
+    conn: Connection, where: CallFilter, *, offset: int, limit: int
+) -> tuple[list[str], CallTotals]:
+    """One page's record ids (newest first) and the totals of every matching call; the
+    number and text filters are looked up once for both."""
+    found = _found_once(conn, where)
+    return page_ids(conn, where, offset=offset, limit=limit, found=found), totals(
+        conn, where, found=found
+    )
+
+
+def page_ids(
+    conn: Connection, where: CallFilter, *, offset: int, limit: int, found: Any = None
+) -> list[str]:
     """The record ids of one page of matching calls, newest first."""
     ci = call_index.c
     stmt = (
         sa.select(ci.record_id)
-        .where(*_conditions(conn, where))
+        .where(*_conditions(conn, where, call_index, found))
         .order_by(ci.started_at.desc(), ci.record_id)
         .offset(max(0, offset))
         .limit(max(0, limit))
@@ -206,14 +222,14 @@ def page_ids(conn: Connection, where: CallFilter, *, offset: int, limit: int) ->
     return list(conn.execute(stmt).scalars())
 
 
-def totals(conn: Connection, where: CallFilter) -> CallTotals:
+def totals(conn: Connection, where: CallFilter, *, found: Any = None) -> CallTotals:
     ci = call_index.c
     rows = conn.execute(
         sa.select(ci.outcome, sa.func.count(), sa.func.sum(ci.duration_seconds))
-        .where(*_conditions(conn, where))
+        .where(*_conditions(conn, where, call_index, found))
         .group_by(ci.outcome)
     ).all()
-    counts = _latency_counts(conn, where)
+    counts = _latency_counts(conn, where, found)
     return CallTotals(
         calls=sum(n for _, n, _ in rows),
         by_outcome={outcome: n for outcome, n, _ in rows},
@@ -257,13 +273,29 @@ def per_day(conn: Connection, *, since: float, until: float, utc_offset: float) 
     ]
 
 
-def _conditions(conn: Connection, where: CallFilter, table: sa.Table = call_index) -> list[Any]:
-    """The filter on `table`'s columns (call_index, or call_latency for its own)."""
+def _conditions(
+    conn: Connection, where: CallFilter, table: sa.Table = call_index, found: Any = None
+) -> list[Any]:
+    """The filter on `table`'s columns (call_index, or call_latency for its own);
+    `found`: the number and text filters' record ids, if already looked up."""
     t = table.c
     conditions: list[Any] = [_common(t, where)]
     if where.number or where.text:
-        conditions.append(t.record_id.in_(_found(conn, where)))
+        conditions.append(t.record_id.in_(_found(conn, where) if found is None else found))
     return conditions
+
+
+# The most record ids a looked-up filter passes on as a list; more go as a subquery.
+MAX_FOUND_IDS = 5000
+
+
+def _found_once(conn: Connection, where: CallFilter) -> Any:
+    """The number and text filters' record ids, looked up once per page (a trigram search
+    costs tens of ms): a list when short, else the subquery itself."""
+    if not (where.number or where.text):
+        return None
+    ids = list(conn.execute(_found(conn, where).limit(MAX_FOUND_IDS + 1)).scalars())
+    return ids if len(ids) <= MAX_FOUND_IDS else _found(conn, where)
 
 
 def _common(t: Any, where: CallFilter) -> Any:
@@ -315,12 +347,12 @@ def _matching_text(text: str, dialect: str) -> sa.Select[Any]:
     return sa.select(tc.record_id).where(tc.body.ilike(f"%{escaped}%", escape="\\"))
 
 
-def _latency_counts(conn: Connection, where: CallFilter) -> list[tuple[int, int]]:
+def _latency_counts(conn: Connection, where: CallFilter, found: Any) -> list[tuple[int, int]]:
     """(end of speech -> first audio in ms, how many replies) over the matching calls."""
     lat = call_latency.c
     stmt = (
         sa.select(lat.e2e_ms, sa.func.count())
-        .where(*_conditions(conn, where, call_latency))
+        .where(*_conditions(conn, where, call_latency, found))
         .group_by(lat.e2e_ms)
         .order_by(lat.e2e_ms)
     )

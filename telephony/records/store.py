@@ -337,18 +337,20 @@ class CallStore:
 
     # -------------------------------------------------------------- the web page
 
-    def page(self, where: CallFilter, *, offset: int = 0, limit: int = 50) -> list[CallRecord]:
-        """One page of the matching calls, newest first (filtered on call_index.py's
-        narrow tables; only the page's records are read whole)."""
+    def browse(
+        self, where: CallFilter, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[CallRecord], CallTotals]:
+        """One page of the matching calls, newest first, and the totals of them all, in one
+        transaction (filtered on call_index.py's narrow tables; only the page's records are
+        read whole)."""
         with self._transaction() as conn:
-            ids = call_index.page_ids(conn, where, offset=offset, limit=limit)
-            if not ids:
-                return []
-            rows = conn.execute(
-                sa.select(calls.c.record_id, calls.c.record).where(calls.c.record_id.in_(ids))
-            )
-            found = {record_id: data for record_id, data in rows}
-        return [CallRecord.from_dict(found[i]) for i in ids if i in found]
+            ids, totals = call_index.browse(conn, where, offset=offset, limit=limit)
+            return self._records(conn, ids), totals
+
+    def page(self, where: CallFilter, *, offset: int = 0, limit: int = 50) -> list[CallRecord]:
+        """One page of the matching calls, newest first."""
+        with self._transaction() as conn:
+            return self._records(conn, call_index.page_ids(conn, where, offset=offset, limit=limit))
 
     def in_progress(self, where: CallFilter, *, limit: int = 50) -> list[CallRecord]:
         """Calls up now (outcome in-progress) that match the other filters, newest first."""
@@ -359,6 +361,17 @@ class CallStore:
         calls, computed in the database."""
         with self._transaction() as conn:
             return call_index.totals(conn, where)
+
+    @staticmethod
+    def _records(conn: Connection, ids: list[str]) -> list[CallRecord]:
+        """These records whole, in this order."""
+        if not ids:
+            return []
+        rows = conn.execute(
+            sa.select(calls.c.record_id, calls.c.record).where(calls.c.record_id.in_(ids))
+        )
+        found = dict(rows.tuples().all())
+        return [CallRecord.from_dict(found[i]) for i in ids if i in found]
 
     def per_day(self, *, since: float, until: float, utc_offset: float) -> list[DayTotals]:
         """Calls by outcome and reply latency p50/p90 per day, oldest first; days start at

@@ -27,6 +27,8 @@ from telephony.domain.settings import Settings
 from telephony.operator.cli.base import CliError
 from telephony.operator.web import query as q
 from telephony.operator.web import views
+from telephony.records.call_index import CallTotals
+from telephony.records.model import CallRecord
 from telephony.records.store import CallStore, DeliveryState, database_url
 
 HERE = Path(__file__).parent
@@ -132,10 +134,8 @@ async def list_page(request: web.Request) -> web.Response:
     page = wanted.page
     where = wanted.where
 
-    def read() -> tuple[object, list, list]:
-        totals = store.totals(where)
-        offset = (page - 1) * q.PAGE_SIZE
-        records = store.page(where, offset=offset, limit=q.PAGE_SIZE)
+    def read() -> tuple[CallTotals, list[CallRecord], list[CallRecord]]:
+        records, totals = store.browse(where, offset=(page - 1) * q.PAGE_SIZE, limit=q.PAGE_SIZE)
         live = store.in_progress(where) if page == 1 and not where.outcome else []
         return totals, records, live
 
@@ -170,7 +170,7 @@ async def call_page(request: web.Request) -> web.Response:
     store, mask = request.app[STORE], _masker(request)
     key = request.match_info["record_id"][:MAX_ID]
 
-    def read() -> tuple[object, DeliveryState | None]:
+    def read() -> tuple[CallRecord | None, DeliveryState | None]:
         record = store.get(key)
         if record is None:
             return None, None
