@@ -386,6 +386,7 @@ async def test_only_get_and_head_are_answered(page: tuple[TestClient, list[CallR
             response = await client.request(method, url)
             assert response.status == 405, (method, url)
             assert response.headers["Allow"] == "GET,HEAD"
+            assert response.headers["X-Frame-Options"] == "DENY"
     head = await client.head("/calls/rec-0001")
     assert head.status == 200 and await head.read() == b""
 
@@ -403,6 +404,7 @@ async def test_a_token_is_needed_when_one_is_set(sqlite_store: CallStore) -> Non
             response = await client.get(url)
             assert response.status == 401, url
             assert response.headers["WWW-Authenticate"].startswith("Basic ")
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         for headers in (
             basic("wrong"),
             basic(TOKEN[:-1]),

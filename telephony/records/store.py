@@ -370,7 +370,7 @@ class CallStore:
         rows = conn.execute(
             sa.select(calls.c.record_id, calls.c.record).where(calls.c.record_id.in_(ids))
         )
-        found = dict(rows.tuples().all())
+        found = {record_id: data for record_id, data in rows}
         return [CallRecord.from_dict(found[i]) for i in ids if i in found]
 
     def per_day(self, *, since: float, until: float, utc_offset: float) -> list[DayTotals]:

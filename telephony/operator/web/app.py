@@ -61,7 +61,8 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 
 def make_app(store: CallStore, config: WebConfig) -> web.Application:
-    app = web.Application(middlewares=[_read_only, _access, _headers])
+    # The first is outermost: the security headers go on every answer, refusals included.
+    app = web.Application(middlewares=[_headers, _read_only, _access])
     app[STORE] = store
     app[CONFIG] = config
     app[TEMPLATES] = jinja2.Environment(

@@ -43,7 +43,8 @@ def outcome_css(outcome: str) -> str:
 def row(r: CallRecord, mask: Masker) -> dict[str, str]:
     """One line of the list."""
     e2e = percentile(measured(r.latency, "end_of_speech_to_first_audio"), 50)
-    ended = r.ended_at if r.ended_at else time.time()
+    # A call in progress has no end yet: its duration so far.
+    ended = time.time() if r.outcome is Outcome.IN_PROGRESS else r.ended_at
     return {
         "id": r.record_id,
         "started": local_minutes(r.started_at),
