@@ -319,7 +319,7 @@ async def test_the_webhook_state_is_shown(sqlite_store: CallStore) -> None:
     finally:
         await client.close()
     assert "pending: 1 failed attempt(s)" in html
-    assert "last error: HTTP 503 &lt;b&gt;down&lt;/b&gt;" in html
+    assert "\n  last error: HTTP 503 &lt;b&gt;down&lt;/b&gt;" in html
 
 
 # ------------------------------------------------------------------ escaping and masking

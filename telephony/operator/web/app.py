@@ -24,6 +24,7 @@ import jinja2
 from aiohttp import web
 
 from telephony.domain.settings import Settings
+from telephony.operator import call_facts
 from telephony.operator.cli.base import CliError
 from telephony.operator.web import query as q
 from telephony.operator.web import views
@@ -189,8 +190,8 @@ async def call_page(request: web.Request) -> web.Response:
         "facts": views.facts(record, mask),
         "conversation": views.conversation(record, mask),
         "latency": views.latency_table(record),
-        "usage": views.usage(record),
-        "delivery": views.delivery(delivery, mask),
+        "usage": call_facts.usage(record),
+        "delivery": call_facts.delivery(delivery, mask.text),
         "masked": mask.enabled,
     }
     return _render(request, "call.html", context)

@@ -10,12 +10,12 @@ from datetime import date, datetime, timedelta
 
 from telephony.domain.log_masking import mask_numbers_in
 from telephony.domain.phone_numbers import mask_number
+from telephony.operator import call_facts
 from telephony.operator.cli.base import local_minutes, local_seconds, minutes_seconds
 from telephony.operator.cli.metrics import LATENCY_COLUMNS, measured, percentile
 from telephony.operator.web import charts
 from telephony.records.call_index import DayTotals
 from telephony.records.model import CallRecord, Outcome
-from telephony.records.store import DeliveryState
 
 # Outcomes get a fixed CSS class by position (colours in style.css); anything else "o-x".
 OUTCOME_CSS = {o.value: f"o{i}" for i, o in enumerate(Outcome)}
@@ -78,7 +78,7 @@ def facts(r: CallRecord, mask: Masker) -> list[tuple[str, str]]:
         ("started", local_seconds(r.started_at)),
         ("answered", at(r.answered_at) if r.answered_at is not None else "not answered"),
         ("ended", "still up" if live else at(r.ended_at)),
-        ("duration", "-" if live else _duration(r)),
+        ("duration", "-" if live else call_facts.duration(r)),
         ("trunk", r.trunk_id or "-"),
         ("agent", r.agent_name or "-"),
         ("room", mask.text(r.room) or "-"),
@@ -100,13 +100,6 @@ def facts(r: CallRecord, mask: Masker) -> list[tuple[str, str]]:
     if r.job_metadata:
         pairs.append(("job metadata", mask.text(r.job_metadata)))
     return pairs
-
-
-def _duration(r: CallRecord) -> str:
-    text = minutes_seconds(r.duration_seconds)
-    if r.talk_seconds is not None:
-        text += f" (talk {minutes_seconds(r.talk_seconds)})"
-    return text
 
 
 def conversation(r: CallRecord, mask: Masker) -> list[dict[str, str]]:
@@ -148,30 +141,6 @@ def latency_table(r: CallRecord) -> dict[str, object]:
         "rows": rows,
         "chart": charts.latency_chart(r.latency, offsets),
     }
-
-
-def usage(r: CallRecord) -> list[tuple[str, str]]:
-    u = r.usage
-    return [
-        ("LLM tokens", f"{u.llm_prompt_tokens} in, {u.llm_completion_tokens} out"),
-        ("TTS", f"{u.tts_characters} characters"),
-        ("STT", f"{u.stt_audio_seconds:.1f} s of audio"),
-    ]
-
-
-def delivery(d: DeliveryState | None, mask: Masker) -> str:
-    if d is None or d.status == "none":
-        return "not queued (no CALL_WEBHOOK_URL when it was saved)"
-    if d.status == "delivered":
-        when = local_seconds(d.delivered_at) if d.delivered_at is not None else "?"
-        retries = f" after {d.attempts} failed attempt(s)" if d.attempts else ""
-        return f"delivered at {when}{retries}"
-    text = f"pending: {d.attempts} failed attempt(s)" if d.attempts else "pending: not tried yet"
-    if d.next_attempt_at is not None:
-        text += f", next attempt at {local_seconds(d.next_attempt_at)}"
-    if d.last_error:
-        text += f"; last error: {mask.text(d.last_error)}"
-    return text
 
 
 # ------------------------------------------------------------------ overview
