@@ -7,6 +7,7 @@ An empty value means the default, everywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -80,6 +81,9 @@ SETTING_NAMES = (
     "FALLBACK_STT_MODEL",
     "FALLBACK_STT_BASE_URL",
     "PROVIDER_FAILURE_TRANSFER",
+    "WEB_HOST",
+    "WEB_PORT",
+    "WEB_TOKEN",
 )
 
 GreetingMode = Literal["say", "generate"]
@@ -213,6 +217,12 @@ class Settings:
     # TRANSFER_DESTINATIONS name or a number/SIP URI, as a transfer target) instead of
     # hanging up; "" hangs up.
     provider_failure_transfer: str = ""
+    # The call-log web page (`python -m telephony web`): where it listens, and the token a
+    # browser must give (HTTP Basic password, or `Authorization: Bearer`); required unless
+    # it listens on loopback only.
+    web_host: str = "127.0.0.1"
+    web_port: int = 8090
+    web_token: str = field(default="", repr=False)
 
     def missing_for(self, command: str) -> list[str]:
         """What a worker command needs that is not set, or is still an example value: one
@@ -238,6 +248,43 @@ class Settings:
             elif is_placeholder(value):
                 problems.append(placeholder_problem(var, value, f"replace it ({fix})"))
         return problems
+
+
+# A token a person cannot guess or brute-force over HTTP.
+WEB_TOKEN_MIN_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a server listening on `host`."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard such as 0.0.0.0 reaches further
+
+
+def _web_port(env: Mapping[str, str], problems: list[str]) -> int:
+    port = _whole_number(env, "WEB_PORT", 8090, problems, high=65535)
+    if port == 0:
+        problems.append("WEB_PORT=0 is not a port: use a port from 1 to 65535 (default 8090)")
+        return 8090
+    return 8090 if port is None else port
+
+
+def web_access_problems(settings: Settings) -> list[str]:
+    token = settings.web_token
+    if token and len(token) < WEB_TOKEN_MIN_LENGTH:
+        return [
+            f"WEB_TOKEN is too short ({len(token)} characters): use at least "
+            f"{WEB_TOKEN_MIN_LENGTH} random characters (e.g. `openssl rand -hex 16`)"
+        ]
+    if not token and not is_loopback(settings.web_host):
+        return [
+            f"WEB_HOST={settings.web_host!r} lets other machines reach the call-log web page: "
+            "set WEB_TOKEN (e.g. `openssl rand -hex 16`) or listen on 127.0.0.1 only"
+        ]
+    return []
 
 
 def _whole_number(
@@ -533,7 +580,11 @@ def parse_settings(
         worker_connect_retries=_whole_number(env, "WORKER_CONNECT_RETRIES", 16, problems, high=1000)
         or 0,
         drain_timeout_seconds=_drain_timeout(env, problems),
+        web_host=_text(env, "WEB_HOST", "127.0.0.1"),
+        web_port=_web_port(env, problems),
+        web_token=_text(env, "WEB_TOKEN"),
     )
+    problems.extend(web_access_problems(settings))
     if deep_checks:
         problems.extend(_telephony_depth_problems(settings))
     problems.extend(_metrics_port_problems(settings))

@@ -20,6 +20,8 @@ from alembic.operations import Operations
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
+from telephony.records import call_index
+
 # Execution option: transactions on a connection carrying it take the database's write lock
 # up front (store.py's SQLite `begin` hook emits BEGIN IMMEDIATE for them).
 WRITE_LOCK = "call_store_write_lock"
@@ -90,8 +92,15 @@ def _v1_calls_with_outbox(op: Operations) -> None:
         op.create_index(name, "calls", columns)
 
 
+def _v2_web_page_index(op: Operations) -> None:
+    """The web page's side tables (per-reply latency, transcript search), filled from the
+    records already saved; call_index.py says why they exist."""
+    call_index.create_tables(op.get_bind())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls table with webhook outbox", _v1_calls_with_outbox),
+    Migration(2, "web page: call index, per-reply latency, transcript search", _v2_web_page_index),
 )
 
 

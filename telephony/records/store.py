@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -26,7 +26,9 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from telephony.records import call_index
 from telephony.records import migrations as schema
+from telephony.records.call_index import CallFilter, CallTotals, DayTotals
 from telephony.records.migrations import WRITE_LOCK, Migration, SchemaError
 from telephony.records.model import CallRecord, Outcome, abandoned
 
@@ -267,20 +269,53 @@ class CallStore:
         the call starts) never replaces a finished one, whichever write lands last; nor does
         any record with over_finished=False.
         """
-        values = _row(record)
+        with self._transaction(write=True) as conn:
+            self._save_in(
+                conn,
+                [record],
+                queue_webhook=queue_webhook,
+                guarded=not over_finished or record.outcome is Outcome.IN_PROGRESS,
+            )
+
+    def save_many(self, records: Sequence[CallRecord]) -> None:
+        """Save these records in one transaction, a few statements for them all (imports,
+        benchmarks); their webhook deliveries are left as they were."""
+        if records:
+            with self._transaction(write=True) as conn:
+                self._save_in(conn, records, queue_webhook=False)
+
+    def _save_in(
+        self,
+        conn: Connection,
+        records: Sequence[CallRecord],
+        *,
+        queue_webhook: bool,
+        guarded: bool = False,
+    ) -> None:
+        """`guarded`: a record replaces only an `in-progress` one (or none), never a finished
+        one; the web page's side tables are written for the rows actually written."""
+        rows = [_row(record) for record in records]
         outbox = _fresh_delivery(time.time()) if queue_webhook else {}
-        stmt = self._upsert_insert(calls).values(**values, **outbox)
-        changed = {name: stmt.excluded[name] for name in values if name != "record_id"}
-        only_over = calls.c.outcome == str(Outcome.IN_PROGRESS)
+        stmt = self._upsert_insert(calls)
+        changed = {name: stmt.excluded[name] for name in rows[0] if name != "record_id"}
         stmt = stmt.on_conflict_do_update(
             index_elements=[calls.c.record_id],
             set_={**changed, **outbox},
-            where=None
-            if over_finished and record.outcome is not Outcome.IN_PROGRESS
-            else only_over,
+            where=calls.c.outcome == str(Outcome.IN_PROGRESS) if guarded else None,
         )
-        with self._transaction(write=True) as conn:
-            conn.execute(stmt)
+        if guarded:
+            written = {
+                record_id
+                for row in rows
+                for record_id in conn.execute(
+                    stmt.returning(calls.c.record_id), {**row, **outbox}
+                ).scalars()
+            }
+            rows = [row for row in rows if row["record_id"] in written]
+        else:
+            conn.execute(stmt, [{**row, **outbox} for row in rows])
+        # The web page's side tables, in the same transaction as the records.
+        call_index.index_records(conn, [row["record"] for row in rows])
 
     def complete_in_progress(
         self, job_ids: Sequence[str], *, ended_at: float, end_reason: str, queue_webhook: bool
@@ -308,6 +343,7 @@ class CallStore:
                     .values(**values, **outbox)
                 )
                 finished.append(record)
+            call_index.index_records(conn, [record.to_dict() for record in finished])
         return finished
 
     def get(self, key: str) -> CallRecord | None:
@@ -356,6 +392,50 @@ class CallStore:
             stmt = stmt.limit(limit)
         with self._transaction() as conn:
             return [CallRecord.from_dict(data) for data in conn.execute(stmt).scalars()]
+
+    # -------------------------------------------------------------- the web page
+
+    def browse(
+        self, where: CallFilter, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[CallRecord], CallTotals]:
+        """One page of the matching calls, newest first, and the totals of them all, in one
+        transaction (filtered on call_index.py's narrow tables; only the page's records are
+        read whole)."""
+        with self._transaction() as conn:
+            ids, totals = call_index.browse(conn, where, offset=offset, limit=limit)
+            return self._records(conn, ids), totals
+
+    def page(self, where: CallFilter, *, offset: int = 0, limit: int = 50) -> list[CallRecord]:
+        """One page of the matching calls, newest first."""
+        with self._transaction() as conn:
+            return self._records(conn, call_index.page_ids(conn, where, offset=offset, limit=limit))
+
+    def in_progress(self, where: CallFilter, *, limit: int = 50) -> list[CallRecord]:
+        """Calls up now (outcome in-progress) that match the other filters, newest first."""
+        return self.page(replace(where, outcome=call_index.IN_PROGRESS), limit=limit)
+
+    def totals(self, where: CallFilter) -> CallTotals:
+        """Counts by outcome, summed duration and reply-latency percentiles of the matching
+        calls, computed in the database."""
+        with self._transaction() as conn:
+            return call_index.totals(conn, where)
+
+    @staticmethod
+    def _records(conn: Connection, ids: list[str]) -> list[CallRecord]:
+        """These records whole, in this order."""
+        if not ids:
+            return []
+        rows = conn.execute(
+            sa.select(calls.c.record_id, calls.c.record).where(calls.c.record_id.in_(ids))
+        )
+        found = {record_id: data for record_id, data in rows}
+        return [CallRecord.from_dict(found[i]) for i in ids if i in found]
+
+    def per_day(self, *, since: float, until: float, utc_offset: float) -> list[DayTotals]:
+        """Calls by outcome and reply latency p50/p90 per day, oldest first; days start at
+        midnight in a zone `utc_offset` seconds east of UTC."""
+        with self._transaction() as conn:
+            return call_index.per_day(conn, since=since, until=until, utc_offset=utc_offset)
 
     def count(self) -> int:
         with self._transaction() as conn:

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 from telephony.domain.settings import Settings, read_settings
 from telephony.domain.spreadsheet import SafeCsvWriter
 from telephony.domain.terminal_text import printable, printable_json
+from telephony.operator import call_facts
 from telephony.operator.cli.base import (
     CliError,
     UsageError,
@@ -353,8 +354,8 @@ def describe(record: CallRecord, delivery: DeliveryState | None) -> str:
         _transcript(record),
         _tool_calls(record),
         _latency(record),
-        "Usage\n" + fields(_usage(record)),
-        "Webhook delivery\n  " + _delivery(delivery),
+        "Usage\n" + fields(call_facts.usage(record)),
+        "Webhook delivery\n  " + call_facts.delivery(delivery, printable),
     ]
     return "\n\n".join(sections)
 
@@ -379,7 +380,7 @@ def _header(r: CallRecord) -> list[tuple[str, str]]:
         ("started", local_seconds(r.started_at)),
         ("answered", at(r.answered_at) if r.answered_at is not None else "not answered"),
         ("ended", at(r.ended_at)),
-        ("duration", _duration(r)),
+        ("duration", call_facts.duration(r)),
         ("outcome", r.outcome.value),
     ]
     if r.transfer_to:
@@ -390,13 +391,6 @@ def _header(r: CallRecord) -> list[tuple[str, str]]:
     if r.error:
         pairs.append(("error", r.error))
     return pairs
-
-
-def _duration(r: CallRecord) -> str:
-    text = minutes_seconds(r.duration_seconds)
-    if r.talk_seconds is not None:
-        text += f" (talk {minutes_seconds(r.talk_seconds)})"
-    return text
 
 
 def _transcript(r: CallRecord) -> str:
@@ -450,35 +444,6 @@ def _latency(r: CallRecord) -> str:
     body = table(headers, rows, right=range(1, len(headers)))
     indented = "\n".join("  " + line for line in body.splitlines())
     return f"Latency per agent turn (ms; '-': not measured)\n{indented}"
-
-
-def _usage(r: CallRecord) -> list[tuple[str, str]]:
-    u = r.usage
-    return [
-        ("LLM tokens", f"{u.llm_prompt_tokens} in, {u.llm_completion_tokens} out"),
-        ("TTS", f"{u.tts_characters} characters"),
-        ("STT", f"{u.stt_audio_seconds:.1f} s of audio"),
-    ]
-
-
-def _delivery(d: DeliveryState | None) -> str:
-    if d is None or d.status == "none":
-        return "not queued (no CALL_WEBHOOK_URL when it was saved)"
-    if d.status == "delivered":
-        when = local_seconds(d.delivered_at) if d.delivered_at is not None else "?"
-        retries = f" after {d.attempts} failed attempt(s)" if d.attempts else ""
-        return f"delivered at {when}{retries}"
-    if d.status == "gone":
-        return (
-            f"stopped: the receiver refused it for good after {d.attempts} attempt(s); "
-            f"never sent again\n  reason: {printable(d.last_error)}"
-        )
-    text = f"pending: {d.attempts} failed attempt(s)" if d.attempts else "pending: not tried yet"
-    if d.next_attempt_at is not None:
-        text += f", next attempt at {local_seconds(d.next_attempt_at)}"
-    if d.last_error:
-        text += f"\n  last error: {printable(d.last_error)}"
-    return text
 
 
 # ------------------------------------------------------------------ export
