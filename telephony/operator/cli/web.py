@@ -8,7 +8,7 @@ import argparse
 from dataclasses import replace
 
 from telephony.domain.settings import SettingsError, read_settings, web_access_problems
-from telephony.operator.cli.base import CliError, add_command
+from telephony.operator.cli.base import CliError, add_command, whole_number_arg
 
 P = "python -m telephony web"
 
@@ -29,13 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         run=_web,
     )
     parser.add_argument("--host", help="listen here instead of WEB_HOST")
-    parser.add_argument("--port", type=_port, help="listen on this port instead of WEB_PORT")
-
-
-def _port(text: str) -> int:
-    if not text.isdecimal() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
-    return int(text)
+    parser.add_argument(
+        "--port", type=whole_number_arg(1, 65535), help="listen on this port instead of WEB_PORT"
+    )
 
 
 def _web(args: argparse.Namespace) -> int:
