@@ -27,6 +27,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROMPTS_DIR", str(TEST_PROMPTS))
     monkeypatch.setenv("CALL_RECORDS_PATH", str(tmp_path / "records" / "calls.sqlite3"))
     monkeypatch.setenv("GREETING_AUDIO_DIR", str(tmp_path / "greeting-audio"))
+    # Outbound tests run at any hour: only the tests of callee-local hours set a window.
+    monkeypatch.setenv("CALLEE_CALLING_HOURS", "24/7")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,12 +28,12 @@ from types import ModuleType
 
 from telephony.domain.env_files import load_env_files
 from telephony.domain.settings import SettingsError
-from telephony.operator.cli import call, calls, campaign, setup, status
+from telephony.operator.cli import call, calls, campaign, dnc, setup, status
 from telephony.operator.cli.base import CliError, UsageError
 from telephony.records.store import StoreError
 
 PROG = "python -m telephony"
-COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (calls, setup, status, call, campaign, dnc)
 
 
 def build_parser(groups: Sequence[ModuleType] = COMMAND_GROUPS) -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from telephony.domain.business_hours import calling_schedule
+from telephony.domain.callee_hours import callee_hours, next_call_time
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, human_number
 from telephony.domain.settings import Settings, read_settings
@@ -41,6 +42,7 @@ from telephony.operator.outbound_dispatch import (
     require_livekit_settings,
     span_text,
 )
+from telephony.records.do_not_call import listed_in_store
 from telephony.records.spool import spool_path
 from telephony.records.store import CallStore, database_url
 
@@ -148,8 +150,9 @@ def _call(args: argparse.Namespace) -> int:
         raise UsageError("--timeout only goes with --wait")
     settings = read_settings()
     require_livekit_settings(settings)
+    _check_do_not_call(settings, number)
     if not args.force:
-        _check_calling_hours(settings)
+        _check_calling_hours(settings, number)
     timeout = args.timeout or default_call_timeout(settings)
     room = new_room_name()
     if not args.wait:
@@ -178,16 +181,31 @@ def _call(args: argparse.Namespace) -> int:
     return 0 if result.outcome in CONNECTED_OUTCOMES else 1
 
 
-def _check_calling_hours(settings: Settings) -> None:
+def _check_do_not_call(settings: Settings, number: str) -> None:
+    """Never dial a listed number (--force or not); a list that cannot be read is a
+    StoreError: nothing is dialled then either."""
+    if listed_in_store(settings, [number]):
+        raise CliError(
+            f"{number} is on the do-not-call list: not dialled (`{P} dnc "
+            f"remove {number}` only if the person asked to be called again)"
+        )
+
+
+def _check_calling_hours(settings: Settings, number: str) -> None:
+    """Refuse outside OUTBOUND_CALLING_HOURS and outside the callee's own hours."""
     schedule = calling_schedule(settings)
+    callee = callee_hours(settings)
     now = datetime.now(UTC)
-    if schedule is None or schedule.is_open(now):
+    when = next_call_time(number, now, operator=schedule, callee=callee)
+    if when == now:
         return
-    opening = schedule.next_opening(now)
-    when = f"; they open at {local_seconds(opening.timestamp())}" if opening else ""
+    windows = [f"outbound calling hours {schedule.describe()}"] if schedule else []
+    if callee is not None:
+        windows.append(f"the callee's hours {callee.describe(number)}")
+    opens = f"; next allowed at {local_seconds(when.timestamp())}" if when else ""
     raise CliError(
-        f"outside the outbound calling hours ({schedule.describe()}{when}): the agent would "
-        "not dial; use --force to call anyway"
+        f"outside the calling hours ({'; '.join(windows)}{opens}): the agent would not dial; "
+        "use --force to call anyway"
     )
 
 
