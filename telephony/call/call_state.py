@@ -47,6 +47,8 @@ class CallState:
     # the key under which the audio of the next synthesized speech, the greeting, is kept.
     greeting_audio: GreetingAudioCache | None = None
     greeting_to_capture: str = ""
+    # The call's record id (the do-not-call list notes the call a callee opted out on).
+    record_id: str = ""
 
     def __post_init__(self) -> None:
         if self.ending is None:
