@@ -30,3 +30,11 @@ def pending_disclosure(state: CallState, chat_ctx: llm.ChatContext) -> str:
         ):
             return ""
     return text
+
+
+def speaks(chunk: object) -> bool:
+    """Whether an LLM output chunk carries words to say (not only a tool call)."""
+    if isinstance(chunk, str):
+        return bool(chunk.strip())
+    delta = getattr(chunk, "delta", None)
+    return bool(delta is not None and (delta.content or "").strip())

@@ -65,8 +65,11 @@ class DoNotCallList:
                     "note": entry.note[:MAX_NOTE_CHARS],
                 }
                 stmt = self._store._upsert_insert(do_not_call).values(**values)
-                stmt = stmt.on_conflict_do_nothing(index_elements=[do_not_call.c.phone_number])
-                new += conn.execute(stmt).rowcount
+                stmt = stmt.on_conflict_do_nothing(
+                    index_elements=[do_not_call.c.phone_number]
+                ).returning(do_not_call.c.phone_number)
+                # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this form.
+                new += len(conn.execute(stmt).all())
         return new
 
     def remove(self, numbers: Iterable[str]) -> int:

@@ -28,7 +28,7 @@ from telephony.call import room as call_room
 from telephony.call.call_context import CallContext
 from telephony.call.call_limits import user_away_timeout
 from telephony.call.call_state import CallState
-from telephony.call.disclosure import pending_disclosure
+from telephony.call.disclosure import pending_disclosure, speaks
 from telephony.call.greeting_audio import greeting_key, tts_voice_identity
 from telephony.call.provider_bounds import SESSION_CONN_OPTIONS
 from telephony.call.turn_taking import phone_turn_handling
@@ -69,9 +69,12 @@ class TelephonyAgent(Agent):
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
         """The LLM's reply; on a call we placed, the first one opens with the disclosure."""
-        if disclosure := pending_disclosure(self._state, chat_ctx):
-            yield disclosure + " "
+        disclosure = pending_disclosure(self._state, chat_ctx)
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            # Before the first words only: a reply that is just a tool call says nothing.
+            if disclosure and speaks(chunk):
+                yield disclosure + " "
+                disclosure = ""
             yield chunk
 
     def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> Any:

@@ -199,14 +199,13 @@ def _check_calling_hours(settings: Settings, number: str) -> None:
     when = next_call_time(number, now, operator=schedule, callee=callee)
     if when == now:
         return
-    windows = [f"outbound calling hours {schedule.describe()}"] if schedule else []
-    if callee is not None:
-        windows.append(f"the callee's hours {callee.describe(number)}")
     opens = f"; next allowed at {local_seconds(when.timestamp())}" if when else ""
-    raise CliError(
-        f"outside the calling hours ({'; '.join(windows)}{opens}): the agent would not dial; "
-        "use --force to call anyway"
-    )
+    if schedule is not None and not schedule.is_open(now):
+        window = f"the outbound calling hours ({schedule.describe()}{opens})"
+    else:
+        assert callee is not None
+        window = f"the callee's calling hours ({callee.describe(number)}{opens})"
+    raise CliError(f"outside {window}: the agent would not dial; use --force to call anyway")
 
 
 async def _dispatch(settings: Settings, room: str, metadata: str, timeout: float) -> str:
