@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -958,8 +959,10 @@ class CampaignRunner:
         earliest: tuple[CampaignRow | None, float] = (None, math.inf)
         never: list[CampaignRow] = []
         retries = sorted(self._retries.items(), key=lambda item: item[1])
-        candidates = [(self._rows[n], due) for n, due in retries]
-        candidates += [(row, now) for row in self._fresh]
+        # Lazily: the first new row is usually callable, and there may be 100,000 of them.
+        candidates = itertools.chain(
+            ((self._rows[n], due) for n, due in retries), ((row, now) for row in self._fresh)
+        )
         for row, due in candidates:
             when = self._callee_window(row, max(due, now))
             if when == math.inf:
