@@ -231,8 +231,8 @@ def _campaign(args: argparse.Namespace) -> int:
         raise CliError(f"nothing to call in {source}: {problem}", exit_code=2)
     if args.dry_run:
         listed, dnc_problem = _listed_for_plan(settings, campaign)
-        _print_plan(campaign, options, schedule, state_path, results_path)
-        _print_times(campaign, options, schedule, local_hours, listed, dnc_problem, state_path)
+        rows = _print_plan(campaign, options, schedule, state_path, results_path)
+        _print_times(rows, options, schedule, local_hours, listed, dnc_problem)
         print("\ndry run: nothing was dispatched")
         return 0
 
@@ -437,7 +437,8 @@ def _print_plan(
     schedule: Schedule | None,
     state_path: Path,
     results_path: Path,
-) -> None:
+) -> list[CampaignRow]:
+    """Print the plan; return the rows a run would call (new ones and retries)."""
     try:
         state = CampaignState.read(state_path)
     except CampaignStateError as e:
@@ -473,6 +474,7 @@ def _print_plan(
     else:
         print("nothing left to call: every number has a final outcome")
     print(f"results: {results_path}")
+    return plan["call"] + plan["retry"]
 
 
 def _listed_for_plan(settings: Settings, campaign: CampaignFile) -> tuple[set[str], str]:
@@ -486,21 +488,14 @@ def _listed_for_plan(settings: Settings, campaign: CampaignFile) -> tuple[set[st
 
 
 def _print_times(
-    campaign: CampaignFile,
+    rows: list[CampaignRow],
     options: CampaignOptions,
     schedule: Schedule | None,
     local_hours: CalleeHours | None,
     listed: set[str],
     dnc_problem: str,
-    state_path: Path,
 ) -> None:
     """Each row still to call, and when it would be called (both windows open)."""
-    try:
-        state = CampaignState.read(state_path)
-    except CampaignStateError as e:
-        raise CliError(str(e)) from None
-    plan = plan_counts(campaign, state, options.max_attempts, retry_unknown=options.retry_unknown)
-    rows = plan["call"] + plan["retry"]
     if dnc_problem:
         print(f"do-not-call list: not checked ({dnc_problem}); a run checks each number")
     else:
