@@ -278,3 +278,17 @@ async def test_worker_does_not_dial_when_the_list_cannot_be_read(
         "cannot read the do-not-call list, so the number was not dialled"
     )
     await asyncio.sleep(0)
+
+
+def test_a_database_from_before_the_list_gets_it_on_open_and_keeps_its_calls(
+    record_store_url: str,
+) -> None:
+    from telephony.records import migrations as schema
+    from tests.test_record_store import make_record
+
+    with CallStore.open(record_store_url, migrations=schema.MIGRATIONS[:1]) as old:
+        old.save(make_record(1))
+    with CallStore.open(record_store_url) as store:
+        assert store.schema_version() == len(schema.MIGRATIONS)
+        assert store.get(make_record(1).record_id) == make_record(1)
+        assert DoNotCallList(store).add([DoNotCallEntry(LISTED, 1.0, "operator")]) == 1

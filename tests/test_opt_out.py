@@ -188,3 +188,26 @@ async def test_status_warns_when_the_disclosure_is_off(capsys, monkeypatch):
     monkeypatch.setenv("AI_DISCLOSURE", "false")
     result = await cli(capsys, "status")
     assert "warning: AI_DISCLOSURE=false: outbound calls do not say who is calling" in result.out
+
+
+def test_a_disclosure_cut_short_is_said_again_in_the_next_reply() -> None:
+    from livekit.agents import llm
+
+    from telephony.call.call_control import CallControl
+    from telephony.call.call_state import CallState
+    from telephony.call.disclosure import pending_disclosure
+    from telephony.domain.prompts import Prompts
+
+    settings = read_settings()
+    context = inbound_context(direction="outbound", rule_id="")
+    prompts = Prompts.load(settings.prompts_dir)
+    state = CallState(settings, prompts, CallControl(None, "room"), context, DialRequest(CALLEE))
+    chat = llm.ChatContext()
+    assert pending_disclosure(state, chat) == DISCLOSURE
+    chat.add_message(role="assistant", content="Hi, this is our comp", interrupted=True)
+    assert pending_disclosure(state, chat) == DISCLOSURE
+    chat.add_message(role="assistant", content=f"{DISCLOSURE} How are you?")
+    assert pending_disclosure(state, chat) == ""
+    # Calls we answer carry no disclosure of this kind (they hear the greeting).
+    inbound = CallState(settings, prompts, CallControl(None, "room"), inbound_context())
+    assert pending_disclosure(inbound, llm.ChatContext()) == ""
