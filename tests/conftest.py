@@ -32,6 +32,8 @@ def _isolated_settings(
     # Records held in memory (telephony.records.holding) go to a folder of the test's own
     # (not inside tmp_path, which some tests expect to find empty).
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+    # Outbound tests run at any hour: only the tests of callee-local hours set a window.
+    monkeypatch.setenv("CALLEE_CALLING_HOURS", "24/7")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

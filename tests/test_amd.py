@@ -48,6 +48,8 @@ CALLEE = {
     "sip.callStatus": "active",
 }
 AGENT_REPLY = "Hi, this is Alex calling from Acme about your appointment."
+# What the callee hears: the reply opens with the disclosure (outbound_disclosure.txt).
+SAID_REPLY = f"Hi, this is our company's automated assistant calling. {AGENT_REPLY}"
 VOICEMAIL = (
     "Hello, this is the assistant from our company. Sorry we missed you. "
     "We will call you back later. Goodbye."
@@ -378,7 +380,7 @@ async def test_a_person_who_answers_gets_the_conversation(
         run = call.run
         verdict = await call.verdict()
         assert verdict.category.value == "human"
-        assert await agent_speaks(run) == [AGENT_REPLY]
+        assert await agent_speaks(run) == [SAID_REPLY]
         call.assert_silent_until_verdict()
         assert run.sink.segments[0].started_at > callee.speech_ended_at
         # A person is never hung up on by the detector.
@@ -394,7 +396,7 @@ async def test_a_person_who_answers_gets_the_conversation(
     assert record.amd == "human"
     assert record.outcome is Outcome.CALLER_HUNG_UP
     said = [(t.role, t.text) for t in record.transcript]
-    assert said == [("user", "Hello?"), ("assistant", AGENT_REPLY)]
+    assert said == [("user", "Hello?"), ("assistant", SAID_REPLY)]
 
 
 async def test_classifier_in_doubt_keeps_the_call_going(
@@ -419,7 +421,7 @@ async def test_classifier_in_doubt_keeps_the_call_going(
         assert (verdict.category.value, verdict.reason) == ("uncertain", "detection_timeout")
         assert classifications(openai_server)  # the LLM was asked, and was unsure
         # The conversation continues: the agent answers what it heard.
-        assert await agent_speaks(run) == [AGENT_REPLY]
+        assert await agent_speaks(run) == [SAID_REPLY]
         call.assert_silent_until_verdict()
         assert livekit_server.calls("DeleteRoom") == []
         assert run.state.outcome is None
@@ -453,7 +455,7 @@ async def test_silence_on_the_line_is_uncertain_not_a_machine(
         assert (verdict.category.value, verdict.reason) == ("uncertain", "no_speech_timeout")
         assert call.detection.verdict_at < callee.started_at + callee.segments[0].audio_start
         assert livekit_server.calls("DeleteRoom") == []
-        assert await agent_speaks(run) == [AGENT_REPLY]
+        assert await agent_speaks(run) == [SAID_REPLY]
         assert classifications(openai_server) == []  # the verdict was in before any words
         assert livekit_server.calls("DeleteRoom") == []
         callee.hang_up()
@@ -517,7 +519,7 @@ async def test_nothing_is_said_before_the_verdict_even_when_the_reply_is_ready(
         run = call.run
         verdict = await call.verdict()
         assert verdict.category.value == "human"
-        assert await agent_speaks(run) == [AGENT_REPLY]
+        assert await agent_speaks(run) == [SAID_REPLY]
         reply_tts = [r for r in openai_server.speech_requests if r.input == AGENT_REPLY]
         assert reply_tts[0].first_byte_at < call.detection.verdict_at  # ready, and held
         call.assert_silent_until_verdict()

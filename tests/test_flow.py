@@ -221,10 +221,18 @@ async def test_outbound_dials_after_joining_and_lets_the_callee_speak_first(
 
         assert run.state.context.call_id == "SCL_out1"
         assert "+15105550100" in run.session.current_agent.instructions
-        openai_server.script(reply("Hi, this is Acme calling about your appointment."))
+        openai_server.script(reply("I'm calling about your appointment."))
         await asyncio.wait_for(run.session.run(user_input="Hello?"), TIMEOUT)
         await wait_for_speech(run)
-        assert openai_server.speech_requests[0].input.startswith("Hi, this is Acme")
+        # The first words say who calls and that it is an automated assistant.
+        (said,) = [m for m in run.session.history.messages() if m.role == "assistant"]
+        assert said.text_content == (
+            "Hi, this is our company's automated assistant calling. "
+            "I'm calling about your appointment."
+        )
+        assert openai_server.speech_requests[0].input == (
+            "Hi, this is our company's automated assistant calling."
+        )
         assert "detected_answering_machine" in openai_server.chat_requests[0].tools
         assert livekit_server.calls("DeleteRoom") == []
 

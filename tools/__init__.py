@@ -10,6 +10,7 @@ from telephony.call.call_state import CallState
 
 from .end_call import end_call_tool
 from .keypad import collect_keypad_digits
+from .opt_out import opt_out
 from .transfer import transfer_call
 from .voicemail import detected_answering_machine
 from .warm_transfer import warm_transfer_call
@@ -25,6 +26,8 @@ def call_tools(state: CallState) -> list[llm.Tool | llm.Toolset]:
             tools.append(warm_transfer_call)
     if state.context.is_phone_call:
         tools.append(collect_keypad_digits)
+    if state.context.remote_number:
+        tools.append(opt_out)
     if state.dial_request is not None:
         tools.append(detected_answering_machine)
     return tools
@@ -35,6 +38,7 @@ __all__ = [
     "collect_keypad_digits",
     "detected_answering_machine",
     "end_call_tool",
+    "opt_out",
     "transfer_call",
     "warm_transfer_call",
 ]

@@ -54,6 +54,8 @@ class CallState:
     # Said while a stalled provider is retried (telephony.call.holding_line); set once the
     # session runs.
     holding_line: HoldingLine | None = None
+    # The call's record id (the do-not-call list notes the call a callee opted out on).
+    record_id: str = ""
 
     def __post_init__(self) -> None:
         if self.ending is None:

@@ -33,6 +33,8 @@ PROMPT_NAMES = (
     "provider_failure",  # said before hanging up when a speech or language provider fails
     "provider_failure_transfer",  # ... before transferring instead (PROVIDER_FAILURE_TRANSFER)
     "holding_line",  # said when a provider is slow to answer, while it is retried
+    "outbound_disclosure",  # the first words of the agent's first reply on calls we place
+    "opt_out_confirmation",  # said before hanging up when the callee asks not to be called
 )
 
 # What a template may ask for. Values come from settings and the call context.

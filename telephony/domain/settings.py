@@ -59,6 +59,8 @@ SETTING_NAMES = (
     "BUSINESS_TIMEZONE",
     "BUSINESS_HOLIDAYS_FILE",
     "OUTBOUND_CALLING_HOURS",
+    "CALLEE_CALLING_HOURS",
+    "AI_DISCLOSURE",
     "CONTACTS_FILE",
     "CONTACT_LOOKUP",
     "DTMF_MENU_FILE",
@@ -190,6 +192,10 @@ class Settings:
     business_holidays_file: Path | None = None
     # When outbound calls may be placed; empty means the same as business_hours.
     outbound_calling_hours: str = ""
+    # When a callee may be called, in their own time zones (from the number); 24/7: no check.
+    callee_calling_hours: str = "daily 08:00-21:00"
+    # Outbound calls open with outbound_disclosure.txt (who calls, an automated assistant).
+    ai_disclosure: bool = True
     # Caller lookup: a CSV or JSON file, or "package.module:function" replacing the lookup.
     contacts_file: Path | None = None
     contact_lookup: str = ""
@@ -563,6 +569,8 @@ def parse_settings(
         business_timezone=_text(env, "BUSINESS_TIMEZONE", "UTC"),
         business_holidays_file=_optional_path(env, "BUSINESS_HOLIDAYS_FILE", problems),
         outbound_calling_hours=_text(env, "OUTBOUND_CALLING_HOURS"),
+        callee_calling_hours=_text(env, "CALLEE_CALLING_HOURS", "daily 08:00-21:00"),
+        ai_disclosure=_flag(env, "AI_DISCLOSURE", True, problems),
         contacts_file=_optional_path(env, "CONTACTS_FILE", problems),
         contact_lookup=_text(env, "CONTACT_LOOKUP"),
         dtmf_menu_file=_optional_path(env, "DTMF_MENU_FILE", problems),

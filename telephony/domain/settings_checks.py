@@ -11,6 +11,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 from telephony.domain.business_hours import check_business_hours_settings
+from telephony.domain.callee_hours import check_callee_hours_settings
 from telephony.domain.contacts import check_contacts_settings
 from telephony.domain.keypad_menu import check_dtmf_settings
 
@@ -39,6 +40,7 @@ def check_settings(settings: Settings) -> list[str]:
     problems: list[str] = []
     for check in (
         check_business_hours_settings,
+        check_callee_hours_settings,
         check_contacts_settings,
         check_dtmf_settings,
         check_noise_cancellation_settings,

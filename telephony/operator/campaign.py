@@ -9,7 +9,11 @@ lookup passed in (`python -m telephony campaign` wires the real ones; tests pass
 - at most `rate` dispatches per second, measured where the server receives them: the next
   request leaves 1/rate after the previous one was *answered*, so whatever the network
   does, two requests cannot arrive closer than 1/rate;
-- only within the calling window (`calling_schedule`), unless told to ignore it;
+- only within the calling window (`calling_schedule`), unless told to ignore it, and only
+  within each callee's own window (CALLEE_CALLING_HOURS in the zones of the number): a row
+  waits for its window while rows whose window is open are called;
+- never a number on the do-not-call list, asked just before each dispatch (the list changes
+  during a campaign: a callee opts out): such a row ends `do-not-call`, never dialled;
 - retries only for `busy` and `no-answer`, up to `max_attempts`, `retry_after * attempts`
   after the last outcome; every other outcome is final.
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -44,6 +49,7 @@ from typing import IO, Any, Protocol
 
 from telephony.domain.bounded_json import MAX_FILE_BYTES, loads_bounded
 from telephony.domain.business_hours import Schedule
+from telephony.domain.callee_hours import CalleeHours, callee_time_zones, next_call_time
 from telephony.domain.csv_records import CsvFormatError, csv_records
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, normalize_number, require_e164
@@ -74,6 +80,7 @@ ROW_NOTES_SHOWN = 10  # per-row problems printed during a run before only counti
 # Outcomes a campaign adds to the call records' own.
 UNKNOWN = "unknown"  # no record within the call timeout: never dialed again automatically
 DISPATCH_FAILED = "dispatch-failed"  # LiveKit refused the dispatch: nothing was called
+DO_NOT_CALL = Outcome.DO_NOT_CALL.value  # on the do-not-call list: never dialled
 RETRY_OUTCOMES = frozenset({Outcome.BUSY.value, Outcome.NO_ANSWER.value})
 RESULT_COLUMNS = ("outcome", "attempts", "last_room", "sip_status", "record_id", "error")
 STATE_FORMAT_VERSION = 1
@@ -298,22 +305,27 @@ class RowProgress:
 class CampaignState:
     """A campaign's journal: one JSON object per line, appended and fsynced.
 
-    Lines (`at` is unix time):
-        {"event": "campaign", "version": 1, "file": "...", "created_at": ...}
-        {"event": "dispatching", "number": "+1...", "line": 3, "attempt": 1,
-         "room": "outbound-...", "at": ...}
-        {"event": "dispatched", "number": ..., "room": ..., "dispatch_id": "AD_...", "at": ...}
-        {"event": "not-sent", "number": ..., "room": ..., "error": "...", "at": ...}
-        {"event": "seen", "number": ..., "room": ..., "at": ...}
-        {"event": "outcome", "number": ..., "room": ..., "outcome": "busy", "record_id": ...,
-         "sip_status": "486 Busy Here", "error": "", "at": ...[, "evidence": "taken"]}
+        Lines (`at` is unix time):
+            {"event": "campaign", "version": 1, "file": "...", "created_at": ...}
+            {"event": "dispatching", "number": "+1...", "line": 3, "attempt": 1,
+             "room": "outbound-...", "at": ...}
+            {"event": "dispatched", "number": ..., "room": ..., "dispatch_id": "AD_...", "at": ...}
+            {"event": "not-sent", "number": ..., "room": ..., "error": "...", "at": ...}
+            {"event": "seen", "number": ..., "room": ..., "at": ...}
+            {"event": "outcome", "number": ..., "room": ..., "outcome": "busy", "record_id": ...,
+             "sip_status": "486 Busy Here", "error": "", "at": ...[, "evidence": "taken"]}
+            {"event": "refused", "number": ..., "line": 3, "outcome": "do-not-call",
+             "error": "...", "at": ...}
 
-    "seen": LiveKit showed someone in the room (or a record said the call was under way), so
-    a call may have been placed: such an attempt is never followed by a blind redial.
+    "refused": the row was never dispatched and never will be (on the do-not-call list, or no
+    time when the callee may be called); it counts as an attempt without a room.
 
-    An attempt is in progress from its "dispatching" line until its "outcome" line; a
-    "not-sent" line withdraws it (the request certainly never reached LiveKit). A later
-    "outcome" for the same room replaces an earlier one (an `unknown` found after all).
+        "seen": LiveKit showed someone in the room (or a record said the call was under way), so
+        a call may have been placed: such an attempt is never followed by a blind redial.
+
+        An attempt is in progress from its "dispatching" line until its "outcome" line; a
+        "not-sent" line withdraws it (the request certainly never reached LiveKit). A later
+        "outcome" for the same room replaces an earlier one (an `unknown` found after all).
     """
 
     def __init__(self, path: Path, rows: dict[str, RowProgress], file: IO[bytes] | None) -> None:
@@ -423,6 +435,11 @@ class CampaignState:
         }
         self._write(event | ({"evidence": evidence} if evidence else {}))
 
+    def refused(self, number: str, line: int, outcome: str, error: str, at: float) -> None:
+        """The row is final without a dispatch (do-not-call, never within its hours)."""
+        event = {"event": "refused", "number": number, "line": line, "outcome": outcome}
+        self._write(event | {"error": error, "at": at})
+
     def _write(self, event: dict[str, Any]) -> None:
         self._append(event)
         _apply(self.rows, event)
@@ -500,6 +517,12 @@ def _apply(rows: dict[str, RowProgress], event: Mapping[str, Any]) -> None:
     if kind == "campaign":
         return
     progress = rows.setdefault(str(event["number"]), RowProgress())
+    if kind == "refused":
+        at = float(event["at"])
+        refusal = Attempt(0, "", at, outcome=str(event["outcome"]), finished_at=at)
+        refusal.error = str(event.get("error", ""))
+        progress.attempts.append(refusal)
+        return
     room = str(event["room"])
     if kind == "dispatching":
         progress.attempts.append(Attempt(int(event["attempt"]), room, float(event["at"])))
@@ -565,6 +588,8 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
+# numbers -> those on the do-not-call list; raises StoreError when it cannot be read.
+DoNotCallCheck = Callable[[Collection[str]], Awaitable[Collection[str]]]
 # (room, metadata JSON) -> dispatch id; raises DispatchError when nothing was created.
 Dispatch = Callable[[str, str], Awaitable[str]]
 # (rooms, the earliest dispatch time among them) -> the records found, by room (in-progress
@@ -650,6 +675,8 @@ class CampaignRunner:
         spool_problem: Callable[[], str] | None = None,
         clock: Clock | None = None,
         schedule: Schedule | None = None,
+        callee_hours: CalleeHours | None = None,
+        do_not_call: DoNotCallCheck | None = None,
         reporter: Reporter | None = None,
         results_path: Path | None = None,
     ) -> None:
@@ -663,6 +690,11 @@ class CampaignRunner:
         self._spool_problem = spool_problem or (lambda: "")
         self.clock = clock or SystemClock()
         self.schedule = None if options.ignore_hours else schedule
+        self.callee_hours = None if options.ignore_hours else callee_hours
+        self._do_not_call = do_not_call
+        # Callee zones -> when their window was last found to open (a cache: many rows
+        # share a zone, and the loop asks about every waiting row).
+        self._window_opens: dict[tuple[str, ...], float] = {}
         self.reporter = reporter or SilentReporter()
         self.results_path = results_path
 
@@ -922,14 +954,60 @@ class CampaignRunner:
 
     def _next_row(self, now: float) -> tuple[CampaignRow | None, float]:
         """The row to call next and when it is due: a due retry first, then a new row, else
-        the earliest retry still waiting."""
-        if self._retries:
-            number, due = min(self._retries.items(), key=lambda item: item[1])
-            if due <= now or not self._fresh:
-                return self._rows[number], due
-        if self._fresh:
-            return self._fresh[0], now
-        return None, math.inf
+        the earliest a row becomes due (its retry delay, its callee's window). A row whose
+        callee's window never opens is refused here (final `outside-hours`)."""
+        earliest: tuple[CampaignRow | None, float] = (None, math.inf)
+        never: list[CampaignRow] = []
+        retries = sorted(self._retries.items(), key=lambda item: item[1])
+        # Lazily: the first new row is usually callable, and there may be 100,000 of them.
+        candidates = itertools.chain(
+            ((self._rows[n], due) for n, due in retries), ((row, now) for row in self._fresh)
+        )
+        for row, due in candidates:
+            when = self._callee_window(row, max(due, now))
+            if when == math.inf:
+                never.append(row)
+            elif when <= now:
+                earliest = (row, when)
+                break
+            elif when < earliest[1]:
+                earliest = (row, when)
+        for row in never:
+            self._refuse(row, Outcome.OUTSIDE_HOURS.value, self._never_reason(row))
+        return earliest
+
+    def _callee_window(self, row: CampaignRow, at: float) -> float:
+        """When the callee's own window is open at or after `at` (inf: not within 14 days,
+        or the number's zone is unknown)."""
+        hours = self.callee_hours
+        if hours is None:
+            return at
+        zones = callee_time_zones(row.phone_number)
+        opens = self._window_opens.get(zones)
+        if opens is not None and opens > at:
+            return opens
+        moment = datetime.fromtimestamp(at, UTC)
+        found = next_call_time(row.phone_number, moment, callee=hours)
+        opens = math.inf if found is None else found.timestamp()
+        self._window_opens[zones] = opens
+        return opens
+
+    def _never_reason(self, row: CampaignRow) -> str:
+        assert self.callee_hours is not None
+        return (
+            f"never within the callee's calling hours in the next 14 days "
+            f"({self.callee_hours.describe(row.phone_number)}): not dialled"
+        )
+
+    def _refuse(self, row: CampaignRow, outcome: str, error: str) -> None:
+        """Final without a dispatch: journaled, counted, never dialled."""
+        number = row.phone_number
+        self.state.refused(number, row.line, outcome, error, self.clock.time())
+        if self._retries.pop(number, None) is None:
+            self._fresh.remove(row)
+        self._place(row)
+        self._results_dirty = True
+        self._note_row(f"line {row.line}: {number}: {error}")
 
     def _closed_until(self, now: float) -> float | None:
         """None when calls may be placed now; else when the calling window opens."""
@@ -958,6 +1036,11 @@ class CampaignRunner:
 
     async def _send(self, row: CampaignRow) -> None:
         number = row.phone_number
+        if await self._listed(number):
+            self._refuse(
+                row, DO_NOT_CALL, "on the do-not-call list (`python -m telephony dnc list`)"
+            )
+            return
         progress = self.state.rows.get(number)
         attempt = len(progress.attempts) + 1 if progress else 1
         room = new_room_name()
@@ -965,7 +1048,7 @@ class CampaignRunner:
         # On disk before the request leaves: a crash from here on never dials it again.
         self.state.dispatching(number, row.line, attempt, room, self.clock.time())
         if self._retries.pop(number, None) is None:
-            self._fresh.popleft()
+            self._fresh.remove(row)
         self._pending[room] = row
         try:
             dispatch_id = await self._dispatch(room, metadata)
@@ -988,6 +1071,16 @@ class CampaignRunner:
             ) from e
         self._next_send = self.clock.time() + 1.0 / self.options.rate
         self.state.dispatched(number, room, dispatch_id, self.clock.time())
+
+    async def _listed(self, number: str) -> bool:
+        """Whether the do-not-call list holds the number; a list that cannot be read stops
+        the campaign (nothing is dialled blind)."""
+        if self._do_not_call is None:
+            return False
+        try:
+            return number in await self._do_not_call([number])
+        except StoreError as e:
+            raise CampaignStopped(f"cannot read the do-not-call list ({e})") from e
 
     async def _poll(self) -> None:
         pending = dict(self._pending)
@@ -1137,7 +1230,7 @@ def result_cells(progress: RowProgress | None, max_attempts: int) -> dict[str, s
         return dict.fromkeys(RESULT_COLUMNS, "")
     return {
         "outcome": last.outcome if is_final(progress, max_attempts) else "",
-        "attempts": str(len(progress.attempts)),
+        "attempts": str(sum(1 for a in progress.attempts if a.room)),
         "last_room": last.room,
         "sip_status": last.sip_status,
         "record_id": last.record_id,

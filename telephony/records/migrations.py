@@ -98,9 +98,24 @@ def _v2_web_page_index(op: Operations) -> None:
     call_index.create_tables(op.get_bind())
 
 
+def _v3_do_not_call(op: Operations) -> None:
+    """The do-not-call list: one row per E.164 number, with when, why and from which call."""
+    op.create_table(
+        "do_not_call",
+        sa.Column("phone_number", sa.Text, primary_key=True),
+        sa.Column("added_at", sa.Double, nullable=False),
+        # operator, opt-out or import
+        sa.Column("source", sa.Text, nullable=False),
+        # The call record of the call the callee opted out on; "" otherwise.
+        sa.Column("record_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("note", sa.Text, nullable=False, server_default=""),
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls table with webhook outbox", _v1_calls_with_outbox),
     Migration(2, "web page: call index, per-reply latency, transcript search", _v2_web_page_index),
+    Migration(3, "do-not-call list", _v3_do_not_call),
 )
 
 

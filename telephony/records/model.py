@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a dial that failed otherwise, or a crash in the call flow
     REJECTED_METADATA = "rejected-metadata"  # the job's metadata was not a valid dial request
     OUTSIDE_HOURS = "outside-hours"  # an outbound job refused outside the calling hours
+    DO_NOT_CALL = "do-not-call"  # an outbound job refused: the number is on the do-not-call list
 
 
 @dataclass

@@ -70,6 +70,7 @@ class CallJob:
             dispatch_context=dial.context if dial else dict(dispatch_context or {}),
             ending=self.ending,
             greeting_audio=self.ctx.proc.userdata.get("greeting_audio"),
+            record_id=self.recorder.record.record_id,
         )
         if self.config.keypad_menu is not None:
             state.keypad_menu = self.config.keypad_menu.prompt

@@ -21,6 +21,7 @@ from telephony.domain.dial_request import InvalidMetadata, read_job_metadata
 from telephony.domain.log_masking import install_phone_masking
 from telephony.records.model import Outcome
 from telephony.worker.call_job import CallJob
+from telephony.worker.dial_guard import dial_refusal
 from telephony.worker.inbound import answer_call
 from telephony.worker.outbound import outbound_context, place_call
 from telephony.worker.session import CallWiring
@@ -72,10 +73,9 @@ async def run_call(job: CallJob) -> None:
         if metadata.ignored:
             logger.warning("job metadata in room %s ignored: %s", room, metadata.ignored)
         await answer_call(job, metadata.context)
-    elif config.calling_hours and not dial.force and config.outside_calling_hours():
-        reason = f"outside the calling hours ({config.calling_hours.describe()})"
-        logger.warning("refused outbound job in room %s: %s", room, reason)
+    elif refusal := await dial_refusal(config, dial):
+        logger.warning("refused outbound job in room %s: %s", room, refusal.error)
         job.recorder.set_context(outbound_context(room, dial))
-        await job.end(Outcome.OUTSIDE_HOURS, "outside calling hours", error=reason)
+        await job.end(refusal.outcome, refusal.why, error=refusal.error)
     else:
         await place_call(job, dial)

@@ -8,11 +8,19 @@ seed-style session), so nothing replaces a module's attribute at run time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from livekit.agents import Agent, AgentSession, JobContext, ModelSettings, room_io
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    FlushSentinel,
+    JobContext,
+    ModelSettings,
+    llm,
+    room_io,
+)
 from livekit.agents import vad as vad_base
 
 from telephony.call import models
@@ -20,6 +28,7 @@ from telephony.call import room as call_room
 from telephony.call.call_context import CallContext
 from telephony.call.call_limits import user_away_timeout
 from telephony.call.call_state import CallState
+from telephony.call.disclosure import pending_disclosure, speaks
 from telephony.call.greeting_audio import greeting_key, tts_voice_identity
 from telephony.call.provider_bounds import SESSION_CONN_OPTIONS
 from telephony.call.turn_taking import phone_turn_handling
@@ -56,12 +65,27 @@ class TelephonyAgent(Agent):
         if self._state.dial_request is None:
             self._greet(self.session, self._state)
 
-    def llm_node(self, chat_ctx: Any, tools: Any, model_settings: ModelSettings) -> Any:
-        """The LLM, whose reply starts with the holding line when it is slow to answer
-        (telephony.call.holding_line)."""
-        chunks = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+    def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> Any:
+        """The LLM's reply: on a call we placed, the first one opens with the disclosure; a
+        reply slow to come starts with the holding line (telephony.call.holding_line)."""
+        chunks = self._disclosed(
+            Agent.default.llm_node(self, chat_ctx, tools, model_settings), chat_ctx
+        )
         holding = self._state.holding_line
         return chunks if holding is None else holding.llm_node(chunks)
+
+    async def _disclosed(
+        self, chunks: AsyncIterable[llm.ChatChunk | str | FlushSentinel], chat_ctx: llm.ChatContext
+    ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
+        disclosure = pending_disclosure(self._state, chat_ctx)
+        async for chunk in chunks:
+            # Before the first words only: a reply that is just a tool call says nothing.
+            if disclosure and speaks(chunk):
+                yield disclosure + " "
+                disclosure = ""
+            yield chunk
 
     def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> Any:
         """The TTS, whose audio of the greeting is kept for the next callers (see greet),

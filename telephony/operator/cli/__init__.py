@@ -86,6 +86,9 @@ COMMAND_GROUPS: tuple[LazyGroup, ...] = (
         "campaign",
         campaign="Call every number in a CSV file: limited, within calling hours, resumable.",
     ),
+    _group(
+        "dnc", dnc="The do-not-call list: numbers no call, campaign or dispatched job may dial."
+    ),
     _group("web", web="Serve the call log in a browser: calls, one call's page, an overview."),
 )
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from telephony.domain.business_hours import calling_schedule
+from telephony.domain.callee_hours import callee_hours, next_call_time
 from telephony.domain.dial_request import InvalidMetadata
 from telephony.domain.phone_numbers import InvalidDestination, human_number
 from telephony.domain.settings import Settings, read_settings
@@ -150,8 +151,9 @@ def _call(args: argparse.Namespace) -> int:
         raise UsageError("--timeout only goes with --wait")
     settings = read_settings()
     require_livekit_settings(settings)
+    _check_do_not_call(settings, number)
     if not args.force:
-        _check_calling_hours(settings)
+        _check_calling_hours(settings, number)
     timeout = args.timeout or default_call_timeout(settings)
     room = new_room_name()
     if not args.wait:
@@ -180,17 +182,33 @@ def _call(args: argparse.Namespace) -> int:
     return 0 if result.outcome in CONNECTED_OUTCOMES else 1
 
 
-def _check_calling_hours(settings: Settings) -> None:
+def _check_do_not_call(settings: Settings, number: str) -> None:
+    """Never dial a listed number (--force or not); a list that cannot be read is a
+    StoreError: nothing is dialled then either."""
+    from telephony.records.do_not_call import listed_in_store
+
+    if listed_in_store(settings, [number]):
+        raise CliError(
+            f"{number} is on the do-not-call list: not dialled (`{P} dnc "
+            f"remove {number}` only if the person asked to be called again)"
+        )
+
+
+def _check_calling_hours(settings: Settings, number: str) -> None:
+    """Refuse outside OUTBOUND_CALLING_HOURS and outside the callee's own hours."""
     schedule = calling_schedule(settings)
+    callee = callee_hours(settings)
     now = datetime.now(UTC)
-    if schedule is None or schedule.is_open(now):
+    when = next_call_time(number, now, operator=schedule, callee=callee)
+    if when == now:
         return
-    opening = schedule.next_opening(now)
-    when = f"; they open at {local_seconds(opening.timestamp())}" if opening else ""
-    raise CliError(
-        f"outside the outbound calling hours ({schedule.describe()}{when}): the agent would "
-        "not dial; use --force to call anyway"
-    )
+    opens = f"; next allowed at {local_seconds(when.timestamp())}" if when else ""
+    if schedule is not None and not schedule.is_open(now):
+        window = f"the outbound calling hours ({schedule.describe()}{opens})"
+    else:
+        assert callee is not None
+        window = f"the callee's calling hours ({callee.describe(number)}{opens})"
+    raise CliError(f"outside {window}: the agent would not dial; use --force to call anyway")
 
 
 async def _dispatch(settings: Settings, room: str, metadata: str, timeout: float) -> str:

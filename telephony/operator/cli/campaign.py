@@ -8,11 +8,13 @@ import argparse
 import asyncio
 import shutil
 import sys
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from telephony.domain.business_hours import Schedule, calling_schedule
+from telephony.domain.callee_hours import CalleeHours, callee_hours, next_call_time
 from telephony.domain.settings import Settings, read_settings
 from telephony.domain.terminal_text import printable
 from telephony.operator.cli.base import (
@@ -64,7 +66,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "At most --concurrency calls are in progress at once (from the dispatch until the\n"
             "call's record is saved, or --call-timeout: outcome 'unknown'), at most --rate\n"
             "dispatches leave per second, and only within OUTBOUND_CALLING_HOURS (else it waits\n"
-            "for the next opening; --ignore-hours dials anyway, with force). busy and no-answer\n"
+            "for the next opening; --ignore-hours dials anyway, with force), and only within\n"
+            "each callee's own CALLEE_CALLING_HOURS (from the number's time zones; a row waits\n"
+            "for its window, --dry-run shows when). Numbers on the do-not-call list are never\n"
+            "dialled (outcome do-not-call; checked before each dispatch). busy and no-answer\n"
             "are retried up to --max-attempts, --retry-after x the attempts made after the last\n"
             "outcome; every other outcome is final.\n"
             "\n"
@@ -222,12 +227,16 @@ def _campaign(args: argparse.Namespace) -> int:
         retry_unknown=args.retry_unknown,
     )
     schedule = calling_schedule(settings)
+    local_hours = callee_hours(settings)
     _print_skipped(campaign, limit=None if args.list_skipped else SKIPPED_SHOWN)
     if not campaign.rows:
         problem = "every row was skipped" if campaign.skipped else "it has no rows"
         raise CliError(f"nothing to call in {source}: {problem}", exit_code=2)
     if args.dry_run:
-        _print_plan(campaign, options, schedule, state_path, results_path)
+        listed, dnc_problem = _listed_for_plan(settings, campaign)
+        rows = _print_plan(campaign, options, schedule, state_path, results_path)
+        _print_times(rows, options, schedule, local_hours, listed, dnc_problem)
+        print("\ndry run: nothing was dispatched")
         return 0
 
     require_livekit_settings(settings)
@@ -255,6 +264,7 @@ def _campaign(args: argparse.Namespace) -> int:
                     options,
                     settings,
                     schedule,
+                    local_hours,
                     store,
                     reporter,
                     results_path,
@@ -326,6 +336,7 @@ async def _run(
     options: CampaignOptions,
     settings: Settings,
     schedule: Schedule | None,
+    local_hours: CalleeHours | None,
     store: CallStore,
     reporter: ConsoleReporter,
     results_path: Path,
@@ -334,8 +345,14 @@ async def _run(
 ) -> Progress:
     from telephony.operator.campaign import CampaignRunner
     from telephony.operator.outbound_dispatch import LiveKitDispatcher, RecordFinder
+    from telephony.records.do_not_call import DoNotCallList
 
     finder = RecordFinder(store, spool_path(settings))
+    dnc = DoNotCallList(store)
+
+    async def listed(numbers: Collection[str]) -> set[str]:
+        return await asyncio.to_thread(dnc.listed, numbers)
+
     async with LiveKitDispatcher(settings, timeout=request_timeout) as dispatcher:
         runner = CampaignRunner(
             campaign,
@@ -346,6 +363,8 @@ async def _run(
             livekit=dispatcher,
             spool_problem=finder.spool_problem,
             schedule=schedule,
+            callee_hours=local_hours,
+            do_not_call=listed,
             reporter=reporter,
             results_path=results_path,
         )
@@ -427,7 +446,8 @@ def _print_plan(
     schedule: Schedule | None,
     state_path: Path,
     results_path: Path,
-) -> None:
+) -> list[CampaignRow]:
+    """Print the plan; return the rows a run would call (new ones and retries)."""
     from telephony.operator.campaign import (
         ASSUMED_CALL_SECONDS,
         CampaignState,
@@ -471,15 +491,69 @@ def _print_plan(
     else:
         print("nothing left to call: every number has a final outcome")
     print(f"results: {results_path}")
-    rows = plan["call"] + plan["retry"]
-    if rows:
-        print(f"\nto call ({len(rows)}):")
-        for row in rows[:PLAN_ROWS_SHOWN]:
-            context = printable(", ".join(f"{k}={v}" for k, v in row.context.items()))
-            print(f"  line {row.line}: {row.phone_number}" + (f"  {context}" if context else ""))
-        if len(rows) > PLAN_ROWS_SHOWN:
-            print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN} more")
-    print("\ndry run: nothing was dispatched")
+    return plan["call"] + plan["retry"]
+
+
+def _listed_for_plan(settings: Settings, campaign: CampaignFile) -> tuple[set[str], str]:
+    """The rows' numbers on the do-not-call list, or a problem when it cannot be read."""
+    from telephony.records.do_not_call import DoNotCallList
+    from telephony.records.store import CallStore, StoreError, database_url
+
+    try:
+        url = database_url(settings.database_url, settings.call_records_path)
+        with CallStore.open(url) as store:
+            return DoNotCallList(store).listed(r.phone_number for r in campaign.rows), ""
+    except StoreError as e:
+        return set(), str(e)
+
+
+def _print_times(
+    rows: list[CampaignRow],
+    options: CampaignOptions,
+    schedule: Schedule | None,
+    local_hours: CalleeHours | None,
+    listed: set[str],
+    dnc_problem: str,
+) -> None:
+    """Each row still to call, and when it would be called (both windows open)."""
+    if dnc_problem:
+        print(f"do-not-call list: not checked ({dnc_problem}); a run checks each number")
+    else:
+        print(f"do-not-call list: {len(listed & {r.phone_number for r in rows})} of these listed")
+    if local_hours is not None and not options.ignore_hours:
+        print(f"callee calling hours: {local_hours.text} in each callee's time zone")
+    if not rows:
+        return
+    now = datetime.now(UTC)
+    print(f"\nto call ({len(rows)}):")
+    for row in rows[:PLAN_ROWS_SHOWN]:
+        context = printable(", ".join(f"{k}={v}" for k, v in row.context.items()))
+        when = _when(row, now, options, schedule, local_hours, listed)
+        print(
+            f"  line {row.line}: {row.phone_number}  {when}" + (f"  {context}" if context else "")
+        )
+    if len(rows) > PLAN_ROWS_SHOWN:
+        print(f"  ... and {len(rows) - PLAN_ROWS_SHOWN} more")
+
+
+def _when(
+    row: CampaignRow,
+    now: datetime,
+    options: CampaignOptions,
+    schedule: Schedule | None,
+    local_hours: CalleeHours | None,
+    listed: set[str],
+) -> str:
+    if row.phone_number in listed:
+        return "never: on the do-not-call list"
+    if options.ignore_hours:
+        return "now (--ignore-hours)"
+    when = next_call_time(row.phone_number, now, operator=schedule, callee=local_hours)
+    zone = local_hours.describe(row.phone_number) if local_hours else ""
+    if when is None:
+        return f"never within 14 days ({zone or 'OUTBOUND_CALLING_HOURS'})"
+    at = "now" if when == now else local_seconds(when.timestamp())
+    return f"calls {at}" + (f" ({zone})" if zone else "")
 
 
 def _unknown_text(plan: dict[str, list[CampaignRow]]) -> str:

@@ -8,7 +8,9 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
+from telephony.domain.prompts import PLACEHOLDERS, PromptError, Prompts
 from telephony.domain.startup_checks import check_startup
+from telephony.domain.terminal_text import printable
 from telephony.operator.cli.base import CliError, add_command, add_request_timeout, within
 
 if TYPE_CHECKING:  # imported where used: `--help` loads no livekit-api
@@ -74,6 +76,9 @@ def _status(args: argparse.Namespace) -> int:
 
     print("when a provider fails")
     _print(failure_plan(settings))
+
+    print("outbound calls")
+    _print(outbound_plan(settings))
 
     url = settings.livekit_url
     print(f"LiveKit{f' at {url}' if url else ''}")
@@ -155,6 +160,45 @@ def failure_plan(settings: Settings) -> list[Check]:
         else "then the call hangs up"
     )
     lines.append(ok(f"when none can answer: the caller hears the apology, {then}"))
+    return lines
+
+
+def outbound_plan(settings: Settings) -> list[Check]:
+    """What the law cares about on calls we place: disclosure and the callee's hours."""
+    from telephony.operator.provisioning import note, ok
+
+    lines: list[Check] = []
+    if not settings.ai_disclosure:
+        lines.append(
+            note(
+                "warning: AI_DISCLOSURE=false: outbound calls do not say who is calling nor "
+                "that it is an automated assistant; many laws require it (in the US the "
+                "TCPA, per the FCC's 2024 ruling): set AI_DISCLOSURE=true"
+            )
+        )
+    else:
+        try:
+            words = Prompts.load(settings.prompts_dir).render(
+                "outbound_disclosure",
+                dict.fromkeys(PLACEHOLDERS, "") | {"company_name": settings.company_name},
+            )
+        except (PromptError, KeyError):
+            words = ""  # the settings section above reports the prompts folder
+        if words.strip():
+            lines.append(ok(f"first words on calls we place: {printable(words.strip())}"))
+        else:
+            lines.append(
+                note(
+                    "warning: outbound_disclosure.txt is empty or unreadable: outbound calls "
+                    "do not say who is calling nor that it is an automated assistant"
+                )
+            )
+    if settings.callee_calling_hours.strip() == "24/7":
+        lines.append(note("CALLEE_CALLING_HOURS=24/7: callees are called at any hour of their day"))
+    else:
+        lines.append(
+            ok(f"callees are called {settings.callee_calling_hours} in their own time zone")
+        )
     return lines
 
 
