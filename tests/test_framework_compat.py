@@ -55,3 +55,22 @@ def test_no_module_outside_the_compat_module_reaches_into_livekit_internals():
             if re.search(rf"(?<!\bself)\.{n}\b", text)
         ]
     assert offenders == []
+
+
+def test_a_provider_left_for_its_fallback_no_longer_serves_replies() -> None:
+    """The holding line counts a timeout only of a provider that serves the reply: the
+    adapter's background recovery probe of a provider it left says nothing about it."""
+    from livekit.agents import llm
+    from livekit.plugins import openai
+
+    from telephony.call.framework_compat import serving
+
+    primary, fallback = (openai.LLM(model=m, api_key="sk-test") for m in ("a", "b"))
+    adapter = llm.FallbackAdapter([primary, fallback])
+    assert serving(adapter, primary) and serving(adapter, fallback)
+    adapter._status[0].available = False  # the adapter moved to the fallback
+    assert not serving(adapter, primary)
+    assert serving(adapter, fallback)
+    adapter._status[1].available = False  # none left: the adapter tries them all again
+    assert serving(adapter, primary) and serving(adapter, fallback)
+    assert serving(primary, primary)  # a model alone

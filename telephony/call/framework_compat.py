@@ -55,8 +55,8 @@ PRIVATE_NAMES: dict[type | object, tuple[str, ...]] = {
     openai.STT: ("_client",),
     deepgram.STT: ("_opts",),
     deepgram.TTS: ("_opts",),
-    llm.FallbackAdapter: ("_llm_instances",),
-    tts.FallbackAdapter: ("_tts_instances",),
+    llm.FallbackAdapter: ("_llm_instances", "_status"),
+    tts.FallbackAdapter: ("_tts_instances", "_status"),
     stt.FallbackAdapter: ("_stt_instances",),
 }
 
@@ -139,6 +139,19 @@ def adapter_instances(model: Any) -> list[Any]:
     if isinstance(model, stt.FallbackAdapter):
         return list(model._stt_instances)
     return [model]
+
+
+def serving(model: Any, instance: Any) -> bool:
+    """Whether `instance` answers requests of the fallback adapter `model`, so an error of
+    it belongs to a reply: it is available, or none is (the adapter then tries them all).
+    An unavailable one beside an available one only runs the adapter's recovery probes in
+    the background. A model alone always serves."""
+    if isinstance(model, llm.FallbackAdapter | tts.FallbackAdapter):
+        instances = adapter_instances(model)
+        if instance in instances:
+            available = [status.available for status in model._status]
+            return available[instances.index(instance)] or not any(available)
+    return True
 
 
 def adapter_chain(model: Any) -> list[Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -41,7 +42,7 @@ from livekit.agents.voice.events import (
 )
 
 from telephony.call.call_state import CallState
-from telephony.call.framework_compat import adapter_instances, vad_min_silence
+from telephony.call.framework_compat import adapter_instances, serving, vad_min_silence
 from telephony.call.prompt_audio import cached_prompt_audio
 
 logger = logging.getLogger("telephony.call.holding_line")
@@ -82,7 +83,7 @@ class HoldingLine:
             for instance in adapter_instances(model) if model is not None else []:
                 if id(instance) not in seen:
                     seen.add(id(instance))
-                    instance.on("error", self._on_attempt_error)
+                    instance.on("error", functools.partial(self._on_attempt_error, model, instance))
 
     # -- the agent's nodes ----------------------------------------------------------------
 
@@ -189,7 +190,11 @@ class HoldingLine:
         if event.new_state == "speaking":  # the turn has its answer (or the line)
             self.speech_ended_at = None
 
-    def _on_attempt_error(self, error: Any) -> None:
+    def _on_attempt_error(self, model: Any, instance: Any, error: Any) -> None:
+        # A provider already left for its fallback is only probed in the background (the
+        # adapter's recovery): its timeouts say nothing about the reply being prepared.
+        if not serving(model, instance):
+            return
         if isinstance(getattr(error, "error", None), APITimeoutError):
             self.timeouts += 1
             self._notify()
