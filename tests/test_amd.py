@@ -294,6 +294,7 @@ async def test_the_deepgram_plugin_hears_the_scripted_words_in_step_with_the_aud
 # --------------------------------------------------------------------------- the calls
 
 
+@pytest.mark.realtime
 async def test_voicemail_greeting_gets_the_message_after_the_beep_then_hang_up(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):
@@ -334,6 +335,7 @@ async def test_voicemail_greeting_gets_the_message_after_the_beep_then_hang_up(
     assert assistant == [VOICEMAIL]  # the agent's own reply to the greeting was never said
 
 
+@pytest.mark.realtime
 async def test_full_mailbox_hangs_up_without_a_message(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):
@@ -399,6 +401,7 @@ async def test_a_person_who_answers_gets_the_conversation(
     assert said == [("user", "Hello?"), ("assistant", SAID_REPLY)]
 
 
+@pytest.mark.realtime
 async def test_classifier_in_doubt_keeps_the_call_going(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):

@@ -78,6 +78,7 @@ def said_ahead(text: str) -> bool:
     return "technical trouble" in text or "One moment" in text
 
 
+@pytest.mark.realtime
 async def test_the_next_caller_hears_the_greeting_audio_without_a_tts_round_trip(
     monkeypatch, livekit_server, openai_server, tmp_path
 ):

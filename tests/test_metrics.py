@@ -197,6 +197,7 @@ def child(env: dict[str, str], code: str = CHILD) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT_ROOT, check=True)
 
 
+@pytest.mark.realtime
 async def test_series_counted_in_a_job_process_are_in_the_workers_scrape(
     metrics_url, monkeypatch, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
 from livekit.agents import APITimeoutError
 from livekit.agents.utils import EventEmitter
 
@@ -92,6 +93,7 @@ async def test_one_failed_request_is_retried_and_the_call_goes_on(
         assert run.state.outcome is None
 
 
+@pytest.mark.realtime
 async def test_the_apology_plays_from_its_cache_without_asking_the_tts(
     monkeypatch, livekit_server, openai_server, tmp_path
 ):
@@ -181,6 +183,7 @@ async def deleted(livekit_server, run: JobRun) -> None:
     await run.end_job()
 
 
+@pytest.mark.realtime
 async def test_a_stalled_llm_without_a_fallback_gets_the_apology_after_its_bounds(
     monkeypatch, livekit_server, openai_server
 ):
@@ -361,6 +364,7 @@ def about(seconds: float, expected: float) -> bool:
     return abs(seconds - expected) < 0.2
 
 
+@pytest.mark.realtime
 async def test_a_stalled_llm_without_a_fallback_says_the_holding_line_then_the_apology(
     monkeypatch, livekit_server, openai_server, tmp_path
 ):
@@ -473,6 +477,7 @@ class WithoutTheApology(GreetingAudioCache):
         return None if key == self.apology else super().get(key)
 
 
+@pytest.mark.realtime
 async def test_the_holding_line_is_said_once_a_turn_even_when_the_apology_stalls_too(
     monkeypatch, livekit_server, openai_server
 ):

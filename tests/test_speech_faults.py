@@ -70,6 +70,7 @@ async def the_line_goes_down_after_the_apology(livekit_server, run: JobRun) -> N
     await run.end_job()
 
 
+@pytest.mark.realtime
 async def test_stt_refused_from_the_start_the_caller_hears_the_apology_in_full(
     monkeypatch, livekit_server, openai_server, deepgram_server
 ):
