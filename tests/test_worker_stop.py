@@ -164,9 +164,11 @@ async def test_a_call_the_stopping_worker_must_cut_hears_a_goodbye_and_is_record
     assert code == 0
     record = line.record()
     assert (record.outcome, record.end_reason) == (Outcome.AGENT_ENDED, "worker-stopped")
-    assert record.transcript[-1].role == "assistant"
-    assert record.transcript[-1].text == GOODBYE
-    assert not record.transcript[-1].interrupted
+    # The agent's last words are the whole goodbye (a caller's line said just before the cut
+    # may be transcribed after it on a busy machine: it is theirs, not the agent's).
+    last_said = [t for t in record.transcript if t.role == "assistant"][-1]
+    assert last_said.text == GOODBYE
+    assert not last_said.interrupted
     # Hung up: the room was deleted, which ends every SIP leg.
     assert [r.request.room for r in line.server_api.requests if r.method == "DeleteRoom"] == [ROOM]
     last_heard = line.heard()["heard"][-1]
