@@ -155,9 +155,11 @@ def test_piper_speaks_a_line_through_the_phone_line(
     wideband = render(PiperSpeech(line), sample_rate=rate, phone_line=False)
     slow = render(PiperSpeech(line, length_scale=1.25), sample_rate=rate)
 
-    # About 2.5 s at Piper's pace; the slower speaker takes about a quarter longer.
+    # About 2.5 s at Piper's pace; the slower speaker takes longer: about a quarter, but Piper
+    # draws each phoneme's length at random, so one synthesis against another has measured
+    # 1.09-1.25 here (a 1.1 bound failed in CI and for three helpers).
     assert 1.5 < len(phone) / rate < 4.0
-    assert 1.1 < len(slow) / len(phone) < 1.4
+    assert 1.05 < len(slow) / len(phone) < 1.4
     # Trimmed: the clip starts and ends on an audible sample.
     loud = TRIM_THRESHOLD * 32768
     assert abs(int(phone[0])) > loud and abs(int(phone[-1])) > loud
